@@ -1,0 +1,360 @@
+"""EmotionTalk test split: Mandarin dialogue speech with utterance-level emotion labels.
+
+A Hugging Face `datasets` loading script (needs `datasets` 3.6; later releases do not run loading scripts).
+It reads `Audio.tar` of the gated Hub dataset BAAI/Emotiontalk, or a local copy given as `data_dir`,
+and yields the utterances of speaker groups G00003 and G00015, ordered by `sample_id`.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import tarfile
+from typing import Dict, Optional, Tuple
+
+import datasets
+import huggingface_hub
+import requests
+from tqdm.auto import tqdm
+
+_CITATION = """\
+@article{sun2025emotiontalk,
+  title   = {EmotionTalk: An Interactive Chinese Multimodal Emotion Dataset With Rich Annotations},
+  author  = {Sun, Haoqin and Wang, Xuechen and Zhao, Jinghua and Zhao, Shiwan and Zhou, Jiaming and
+             Wang, Hui and He, Jiabei and Kong, Aobo and Yang, Xi and Wang, Yequan and Lin, Yonghua and Qin, Yong},
+  journal = {arXiv preprint arXiv:2505.23018},
+  year    = {2025}
+}
+"""
+
+_DESCRIPTION = """\
+EmotionTalk is an interactive Chinese multimodal emotion dataset: 19 actors in dyadic conversations,
+23.6 hours of speech in 19,250 utterances, each labelled with one of seven emotions. This script defines
+its test split, the 1929 utterances of speaker groups G00003 and G00015, with the 44.1 kHz audio, the
+Mandarin transcription, the emotion label, the speaker and the full original annotation record.
+"""
+
+_HOMEPAGE = "https://huggingface.co/datasets/BAAI/Emotiontalk"
+_LICENSE = "cc-by-nc-sa-4.0"
+
+_REPO_ID = "BAAI/Emotiontalk"
+_ARCHIVE_NAME = "Audio.tar"
+_AUDIO_PREFIX = "Audio/wav/"
+_TEST_GROUPS = ("G00003", "G00015")
+_EMOTIONS = ["angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised"]
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_ACCESS_HINT = f"accept the conditions at {_HOMEPAGE}, then run `hf auth login` or set HF_TOKEN"
+
+logger = datasets.logging.get_logger(__name__)
+
+
+class ArchiveError(ValueError):
+    """The archive, or the Hub that serves it, cannot give a correct test split; the message says what to do."""
+
+
+@dataclasses.dataclass
+class EmotionTalkConfig(datasets.BuilderConfig):
+    """`archive_revision`: Hub revision of Audio.tar. `archive_fingerprint` is set by the builder from the
+    local archive's size and modification time, so that a changed archive gets a fresh cache."""
+
+    archive_revision: str = "main"
+    archive_fingerprint: Optional[str] = None
+
+
+@dataclasses.dataclass
+class _Annotation:
+    member: str
+    file_path: str
+    transcription: str
+    emotion: str
+    speaker_id: str
+    record_json: str
+
+
+class EmotionTalkTest(datasets.GeneratorBasedBuilder):
+    """EmotionTalk test split (speaker groups G00003 and G00015)."""
+
+    VERSION = datasets.Version("1.0.0")
+    BUILDER_CONFIG_CLASS = EmotionTalkConfig
+    BUILDER_CONFIGS = [EmotionTalkConfig(name="default", version=VERSION, description="The test split.")]
+    DEFAULT_CONFIG_NAME = "default"
+    # Audio rows are large: flush every 100 of them so memory stays flat.
+    DEFAULT_WRITER_BATCH_SIZE = 100
+
+    def __init__(self, *args, data_dir: Optional[str] = None, **kwargs):
+        if data_dir is not None:
+            kwargs["archive_fingerprint"] = archive_fingerprint(local_archive_path(data_dir))
+        super().__init__(*args, data_dir=data_dir, **kwargs)
+
+    def _info(self) -> datasets.DatasetInfo:
+        features = datasets.Features(
+            {
+                "sample_id": datasets.Value("string"),
+                "file_path": datasets.Value("string"),
+                "audio": datasets.Audio(),
+                "raw_transcription": datasets.Value("string"),
+                "emotion": datasets.ClassLabel(names=_EMOTIONS),
+                "speaker_id": datasets.Value("string"),
+                "annotation": datasets.Value("string"),
+            }
+        )
+        return datasets.DatasetInfo(
+            description=_DESCRIPTION,
+            features=features,
+            homepage=_HOMEPAGE,
+            license=_LICENSE,
+            citation=_CITATION,
+        )
+
+    def _split_generators(self, dl_manager):
+        token = dl_manager.download_config.token
+        revision = self.config.archive_revision
+        if self.config.data_dir:
+            archive_path = local_archive_path(self.config.data_dir)
+        elif dl_manager.is_streaming:
+            # Read over HTTP range requests; `open` in this module is datasets' remote-aware `xopen` here.
+            hub_file_metadata(revision, token)
+            archive_path = f"hf://datasets/{_REPO_ID}@{revision}/{_ARCHIVE_NAME}"
+        else:
+            archive_path = download_archive(revision=revision, token=token)
+        return [datasets.SplitGenerator(name=datasets.Split.TEST, gen_kwargs={"archive_path": archive_path})]
+
+    def _generate_examples(self, archive_path):
+        with open(archive_path, "rb") as archive_file:
+            annotations, audio_members = index_archive(archive_file, archive_path)
+            missing = []
+            for sample_id in sorted(annotations):
+                annotation = annotations[sample_id]
+                audio_member = audio_members.get(annotation.file_path)
+                if audio_member is None:
+                    logger.warning(
+                        f"{archive_path}: test annotation {annotation.member} names audio "
+                        f"{_AUDIO_PREFIX}{annotation.file_path}, which the archive lacks; {sample_id} is left out"
+                    )
+                    missing.append(sample_id)
+                    continue
+                yield sample_id, {
+                    "sample_id": sample_id,
+                    "file_path": annotation.file_path,
+                    "audio": {
+                        "path": f"{sample_id}.wav",
+                        "bytes": read_member(archive_file, audio_member, archive_path),
+                    },
+                    "raw_transcription": annotation.transcription,
+                    "emotion": annotation.emotion,
+                    "speaker_id": annotation.speaker_id,
+                    "annotation": annotation.record_json,
+                }
+        if missing:
+            logger.warning(
+                f"{archive_path}: {len(annotations) - len(missing)} test utterances built, "
+                f"{len(missing)} left out for missing audio: {', '.join(missing)}"
+            )
+
+
+def local_archive_path(data_dir: str) -> str:
+    """The `Audio.tar` inside `data_dir`, which must exist."""
+    archive_path = os.path.join(os.path.abspath(os.path.expanduser(data_dir)), _ARCHIVE_NAME)
+    if not os.path.isfile(archive_path):
+        raise ArchiveError(f"{archive_path}: no such file; data_dir must be the folder that holds {_ARCHIVE_NAME}")
+    return archive_path
+
+
+def archive_fingerprint(archive_path: str) -> str:
+    """Path, size and modification time: cheap, and changes whenever the archive is replaced."""
+    status = os.stat(archive_path)
+    return f"{os.path.realpath(archive_path)}:{status.st_size}:{status.st_mtime_ns}"
+
+
+def index_archive(archive_file, archive_name: str) -> Tuple[Dict[str, _Annotation], Dict[str, Tuple[int, int]]]:
+    """One pass over the tar headers: the test annotations by `sample_id`, and where each test WAV's bytes lie.
+
+    Member data that is not needed (every WAV) is skipped by seeking, never read.
+    """
+    try:
+        archive = tarfile.open(fileobj=archive_file, mode="r:")
+    except tarfile.TarError as error:
+        raise ArchiveError(f"{archive_name}: not a readable tar archive ({error}); download it again") from None
+    annotations: Dict[str, _Annotation] = {}
+    audio_members: Dict[str, Tuple[int, int]] = {}
+    while True:
+        try:
+            member = archive.next()
+        except tarfile.TarError as error:
+            raise ArchiveError(f"{archive_name}: truncated or corrupt tar ({error}); download it again") from None
+        if member is None:
+            break
+        # tarfile keeps every header it has seen; drop them so memory does not grow with the archive.
+        archive.members.clear()
+        name = checked_member_name(member, archive_name)
+        if member.isdir():
+            continue
+        if name.endswith(".json"):
+            raw_json = read_member(archive_file, (member.offset_data, member.size), archive_name)
+            annotation = parse_annotation(raw_json, name, archive_name)
+            if annotation is None:
+                continue
+            sample_id = sample_id_of(annotation, archive_name)
+            if sample_id in annotations:
+                raise ArchiveError(
+                    f"{archive_name}: members {annotations[sample_id].member} and {name} both annotate "
+                    f"sample {sample_id}; the archive is inconsistent, download it again"
+                )
+            annotations[sample_id] = annotation
+        elif name.startswith(_AUDIO_PREFIX) and is_test_path(name[len(_AUDIO_PREFIX):]):
+            audio_members[name[len(_AUDIO_PREFIX):]] = (member.offset_data, member.size)
+    check_end_of_archive(archive_file, archive.offset, archive_name)
+    return annotations, audio_members
+
+
+def checked_member_name(member: tarfile.TarInfo, archive_name: str) -> str:
+    """The member's name without a leading `./`; links, special files and paths leaving the archive are refused."""
+    name = member.name[2:] if member.name.startswith("./") else member.name
+    if member.issym() or member.islnk():
+        problem = "is a link"
+    elif not (member.isfile() or member.isdir()):
+        problem = "is not a regular file"
+    elif name.startswith("/") or ".." in name.split("/"):
+        problem = "has a path outside the archive"
+    else:
+        return name
+    raise ArchiveError(f"{archive_name}: member {member.name} {problem}; refusing the archive, download it again")
+
+
+def check_end_of_archive(archive_file, end_offset: int, archive_name: str) -> None:
+    """tarfile stops quietly at a truncated header; a complete tar ends with two zero blocks."""
+    archive_file.seek(end_offset)
+    end_blocks = archive_file.read(2 * tarfile.BLOCKSIZE)
+    if len(end_blocks) < 2 * tarfile.BLOCKSIZE or end_blocks.strip(b"\0"):
+        raise ArchiveError(
+            f"{archive_name}: truncated or corrupt tar (no end-of-archive marker at byte {end_offset}); download it again"
+        )
+
+
+def read_member(archive_file, location: Tuple[int, int], archive_name: str) -> bytes:
+    offset, size = location
+    archive_file.seek(offset)
+    data = archive_file.read(size)
+    if len(data) != size:
+        raise ArchiveError(f"{archive_name}: truncated tar (member at byte {offset} is cut short); download it again")
+    return data
+
+
+def is_test_path(file_path: str) -> bool:
+    return file_path.split("/", 1)[0] in _TEST_GROUPS and "/" in file_path
+
+
+def parse_annotation(raw_json: bytes, member_name: str, archive_name: str) -> Optional[_Annotation]:
+    """The test annotation in a JSON member; None for JSON that is not an annotation or not of the test split."""
+    try:
+        record_json = raw_json.decode("utf-8-sig")
+        record = json.loads(record_json)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ArchiveError(f"{archive_name}: member {member_name} is not valid JSON ({error}); download it again") from None
+    if not isinstance(record, dict):
+        return None
+    file_path = record.get("file_path", record.get("file_name"))
+    if not isinstance(file_path, str) or not is_test_path(file_path):
+        return None
+    where = f"{archive_name}: test annotation {member_name} ({file_path})"
+    transcription = record.get("content")
+    if not isinstance(transcription, str) or not transcription:
+        raise ArchiveError(f"{where} has no `content` transcription; the archive is damaged, download it again")
+    emotion = record.get("emotion_result")
+    if emotion not in _EMOTIONS:
+        raise ArchiveError(f"{where} has emotion_result {emotion!r}, not one of {', '.join(_EMOTIONS)}")
+    speaker_id = record.get("speaker_id")
+    return _Annotation(
+        member=member_name,
+        file_path=file_path,
+        transcription=transcription,
+        emotion=emotion,
+        speaker_id="" if speaker_id is None else str(speaker_id),
+        record_json=record_json,
+    )
+
+
+def sample_id_of(annotation: _Annotation, archive_name: str) -> str:
+    """The audio file name without `.wav`, which must be a plain name: it becomes a file name downstream."""
+    file_name = annotation.file_path.rsplit("/", 1)[-1]
+    sample_id = file_name[: -len(".wav")] if file_name.endswith(".wav") else ""
+    if not _PLAIN_NAME.fullmatch(sample_id):
+        raise ArchiveError(
+            f"{archive_name}: test annotation {annotation.member} names audio {annotation.file_path!r}, whose sample_id "
+            f"{sample_id!r} is not a plain name (letters, digits, _ and - before .wav)"
+        )
+    return sample_id
+
+
+def hub_file_metadata(revision: str = "main", token=None) -> huggingface_hub.HfFileMetadata:
+    """What the Hub announces for Audio.tar (size, sha256 as ETag); fails with one clear line when it cannot."""
+    url = huggingface_hub.hf_hub_url(_REPO_ID, _ARCHIVE_NAME, repo_type="dataset", revision=revision)
+    try:
+        return huggingface_hub.get_hf_file_metadata(url, token=token)
+    except Exception as error:
+        raise ArchiveError(hub_error_message(error, revision, token)) from None
+
+
+def download_archive(revision: str = "main", local_dir: Optional[str] = None, token=None) -> str:
+    """Audio.tar from the Hub, resuming a partial download, checked against the size and sha256 the Hub announces.
+
+    Without `local_dir` it lands in the Hugging Face cache. A file that fails the check is deleted.
+    """
+    expected = None if huggingface_hub.constants.HF_HUB_OFFLINE else hub_file_metadata(revision, token)
+    try:
+        archive_path = huggingface_hub.hf_hub_download(
+            _REPO_ID, _ARCHIVE_NAME, repo_type="dataset", revision=revision, local_dir=local_dir, token=token
+        )
+    except Exception as error:
+        raise ArchiveError(hub_error_message(error, revision, token)) from None
+    if expected is not None:
+        verify_download(archive_path, expected.size, expected.etag)
+    return archive_path
+
+
+def verify_download(archive_path: str, expected_size: Optional[int], expected_sha256: str) -> None:
+    size = os.path.getsize(archive_path)
+    problem = None
+    if expected_size is not None and size != expected_size:
+        problem = f"has {size} bytes, the Hub announces {expected_size}"
+    elif re.fullmatch(r"[0-9a-f]{64}", expected_sha256 or ""):
+        sha256 = file_sha256(archive_path)
+        if sha256 != expected_sha256:
+            problem = f"has sha256 {sha256}, the Hub announces {expected_sha256}"
+    if problem:
+        for path in {archive_path, os.path.realpath(archive_path)}:
+            os.remove(path)
+        raise ArchiveError(f"downloaded {_ARCHIVE_NAME} {problem}; it was deleted, run again to download it anew")
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file, tqdm(
+        total=os.path.getsize(path), unit="B", unit_scale=True, desc=f"Checking sha256 of {_ARCHIVE_NAME}"
+    ) as progress:
+        while chunk := file.read(1 << 22):
+            digest.update(chunk)
+            progress.update(len(chunk))
+    return digest.hexdigest()
+
+
+def hub_error_message(error: Exception, revision: str, token=None) -> str:
+    """One line that says what went wrong with the Hub and what to do about it."""
+    errors = huggingface_hub.errors
+    if isinstance(error, (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled, requests.ConnectionError, requests.Timeout)):
+        return (
+            f"cannot reach the Hub at {huggingface_hub.constants.ENDPOINT} for {_REPO_ID}/{_ARCHIVE_NAME} and it is not "
+            f"downloaded yet; pass a local copy (--archive, or data_dir= to load_dataset), or set HF_HUB_OFFLINE=1 "
+            f"once the archive is downloaded"
+        )
+    if isinstance(error, errors.RevisionNotFoundError):
+        return f"revision {revision!r} of {_REPO_ID} not found on the Hub; check the revision you asked for"
+    if isinstance(error, errors.EntryNotFoundError):
+        return f"{_ARCHIVE_NAME} not found in {_REPO_ID} at revision {revision!r}; check the revision you asked for"
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if isinstance(error, errors.RepositoryNotFoundError) or status in (401, 403):
+        if (token or huggingface_hub.get_token()) is None:
+            return f"{_REPO_ID} is gated and no Hub token was found: {_ACCESS_HINT}"
+        return f"your Hub token has no access to the gated {_REPO_ID} (HTTP {status}): {_ACCESS_HINT}"
+    return f"the Hub failed to serve {_REPO_ID}/{_ARCHIVE_NAME}: {str(error).splitlines()[0]}"

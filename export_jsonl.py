@@ -1,0 +1,325 @@
+"""Export the EmotionTalk test split into the H2T (Hearing to Translate) layout.
+
+    $H2T_DATADIR/emotiontalk/
+      audio/zh/<sample_id>.wav   byte-identical copies of the archive's WAV members
+      raw/Audio.tar              the archive (absent when --archive points elsewhere)
+      zh-en.jsonl                the manifest: one JSON object per utterance, ordered by sample_id
+
+The exporter gets the archive (downloads it from the Hub, reuses it, or takes --archive), builds the dataset
+with emotiontalk_test.py, writes each WAV and then the manifest under a temporary name renamed into place,
+and records what it wrote, so that a re-run with nothing to do returns at once. --verify checks an export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import importlib.metadata
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent
+BUILDER_SCRIPT = PROJECT_DIR / "emotiontalk_test.py"
+DATASET_ID = "emotiontalk"
+ARCHIVE_NAME = "Audio.tar"
+MANIFEST_NAME = "zh-en.jsonl"
+STATE_NAME = ".export-state.json"
+EMOTIONS = ["angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised"]
+
+
+class ExportError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Export the EmotionTalk test split (1929 utterances) as $H2T_DATADIR/emotiontalk/"
+        "{audio/zh/*.wav, raw/Audio.tar, zh-en.jsonl}. Without --archive, Audio.tar is downloaded from the gated "
+        "Hub dataset BAAI/Emotiontalk into raw/ (resuming a partial download) unless it is already there.",
+        epilog="Environment: H2T_DATADIR (output root, unless --datadir); HF_TOKEN (Hub token, else the one saved by "
+        "`hf auth login`); HF_ENDPOINT (Hub mirror); HF_HUB_OFFLINE=1 (never touch the network, use raw/Audio.tar "
+        "as it is); HF_DATASETS_CACHE (where `datasets` keeps the built split).",
+    )
+    parser.add_argument("--datadir", type=Path, help="output root instead of $H2T_DATADIR")
+    parser.add_argument("--archive", type=Path, help="use this Audio.tar already on disk; no network")
+    parser.add_argument("--revision", default="main", help="Hub revision (branch, tag or commit) of Audio.tar (default: main)")
+    parser.add_argument("--force", action="store_true", help="redo everything: check the archive against the Hub again (unless --archive), rebuild the split, rewrite every file")
+    parser.add_argument("--verify", action="store_true", help="check an existing export against the archive and exit")
+    parser.add_argument(
+        "--demo", action="store_true",
+        help="write a small synthetic Audio.tar into raw/ (the generator the tests use) and export it; no Hub access needed",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.verify:
+            return verify(export_dir_for(args), archive_for(args, download=False))
+        return export(args)
+    except Exception as error:  # noqa: BLE001 - anything expected is reported as one line below
+        message = one_line_error(error)
+        if message is None:
+            raise
+        print(f"export_jsonl.py: error: {message}", file=sys.stderr)
+        return 1
+
+
+def export(args: argparse.Namespace) -> int:
+    export_dir = export_dir_for(args)
+    audio_dir = export_dir / "audio" / "zh"
+    manifest_path = export_dir / MANIFEST_NAME
+    if args.demo:
+        args.archive = write_demo_archive(export_dir / "raw" / ARCHIVE_NAME, args.force)
+    archive_path = archive_for(args, download=False)
+    state = read_state(export_dir)
+    if not args.force and archive_path.is_file() and export_is_current(state, archive_path, export_dir):
+        print_summary(state["summary"], export_dir, archive_path, written=0)
+        return 0
+    if args.force or not archive_path.is_file() or state.get("archive") != archive_fingerprint(archive_path):
+        archive_path = archive_for(args, download=True)
+    dataset = build_split(archive_path, rebuild=args.force)
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    from tqdm.auto import tqdm
+
+    manifest_lines, wav_sizes, written = [], {}, 0
+    summary = {"emotion": collections.Counter(), "group": collections.Counter(), "seconds": 0.0}
+    for row in tqdm(dataset, desc="Writing WAVs", unit="wav"):
+        wav_path = audio_dir / f"{row['sample_id']}.wav"
+        audio_bytes = row["audio"]["bytes"]
+        if args.force or not file_has_bytes(wav_path, audio_bytes):
+            write_atomically(wav_path, audio_bytes)
+            written += 1
+        manifest_lines.append(manifest_line(row["sample_id"], row["raw_transcription"], EMOTIONS[row["emotion"]]))
+        wav_sizes[wav_path.name] = len(audio_bytes)
+        summary["emotion"][EMOTIONS[row["emotion"]]] += 1
+        summary["group"][row["sample_id"].split("_")[0]] += 1
+        summary["seconds"] += audio_seconds(audio_bytes, row["file_path"])
+    manifest = "".join(manifest_lines).encode("utf-8")
+    write_atomically(manifest_path, manifest)
+    # Only now that the new manifest is in place may WAVs it does not name go.
+    for leftover in audio_dir.iterdir():
+        if leftover.name not in wav_sizes and (leftover.suffix == ".wav" or leftover.name.endswith(".tmp")):
+            leftover.unlink()
+    state = {
+        "code": code_fingerprint(),
+        "archive": archive_fingerprint(archive_path),
+        "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
+        "wav_sizes": wav_sizes,
+        "summary": summary,
+    }
+    write_atomically(export_dir / STATE_NAME, json.dumps(state, indent=1).encode("utf-8"))
+    print_summary(summary, export_dir, archive_path, written)
+    return 0
+
+
+def verify(export_dir: Path, archive_path: Path) -> int:
+    """Every manifest row's WAV exists, decodes and equals its archive member; the manifest is exact; no stray WAVs."""
+    import soundfile
+
+    audio_dir = export_dir / "audio" / "zh"
+    manifest_path = export_dir / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise ExportError(f"{manifest_path}: no manifest; run export_jsonl.py first")
+    dataset = build_split(archive_path)
+    problems, expected_lines = [], []
+    for row in dataset:
+        expected_lines.append(manifest_line(row["sample_id"], row["raw_transcription"], EMOTIONS[row["emotion"]]))
+        wav_path = audio_dir / f"{row['sample_id']}.wav"
+        if not wav_path.is_file():
+            problems.append(f"{wav_path}: missing")
+        elif not file_has_bytes(wav_path, row["audio"]["bytes"]):
+            problems.append(f"{wav_path}: differs from its archive member {row['file_path']}")
+        else:
+            try:
+                soundfile.read(str(wav_path))
+            except soundfile.SoundFileError as error:
+                problems.append(f"{wav_path}: does not decode ({error})")
+    if manifest_path.read_bytes() != "".join(expected_lines).encode("utf-8"):
+        problems.append(f"{manifest_path}: differs from the manifest of the archive's test split")
+    expected_wavs = {f"{row_id}.wav" for row_id in dataset["sample_id"]}
+    problems += [f"{path}: stray WAV, not in the manifest" for path in sorted(audio_dir.glob("*.wav")) if path.name not in expected_wavs]
+    for problem in problems:
+        print(problem)
+    print(f"verified {len(expected_lines)} rows in {export_dir}: " + (f"{len(problems)} problems" if problems else "all correct"))
+    return 1 if problems else 0
+
+
+def export_dir_for(args: argparse.Namespace) -> Path:
+    datadir = args.datadir or os.environ.get("H2T_DATADIR")
+    if not datadir:
+        raise ExportError("H2T_DATADIR is not set: `export H2T_DATADIR=/path/to/h2t-data` or pass --datadir")
+    export_dir = Path(datadir).expanduser().resolve() / DATASET_ID
+    try:
+        export_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ExportError(f"{export_dir}: cannot create the output folder ({error.strerror}); choose a writable --datadir") from None
+    if not os.access(export_dir, os.W_OK):
+        raise ExportError(f"{export_dir}: folder is not writable; choose a writable --datadir or H2T_DATADIR")
+    return export_dir
+
+
+def archive_for(args: argparse.Namespace, download: bool) -> Path:
+    """--archive as given, else raw/Audio.tar, downloaded (and checked) first when `download` is set."""
+    if args.archive is not None:
+        archive_path = args.archive.expanduser().resolve()
+        if archive_path.name != ARCHIVE_NAME:
+            raise ExportError(f"{archive_path}: the archive must be named {ARCHIVE_NAME} (rename or link it)")
+        if not archive_path.is_file():
+            raise ExportError(f"{archive_path}: no such file; give the path of the downloaded {ARCHIVE_NAME}")
+        return archive_path
+    raw_dir = export_dir_for(args) / "raw"
+    if download:
+        check_datasets_version()
+        import emotiontalk_test
+
+        return Path(emotiontalk_test.download_archive(revision=args.revision, local_dir=str(raw_dir)))
+    return raw_dir / ARCHIVE_NAME
+
+
+def build_split(archive_path: Path, rebuild: bool = False):
+    """The test split built by emotiontalk_test.py (or taken from the datasets cache), audio left as the archive's bytes."""
+    check_datasets_version()
+    import datasets
+
+    dataset = datasets.load_dataset(
+        str(BUILDER_SCRIPT),
+        data_dir=str(archive_path.parent),
+        split="test",
+        trust_remote_code=True,
+        download_mode="force_redownload" if rebuild else None,
+    )
+    return dataset.cast_column("audio", datasets.Audio(decode=False))
+
+
+def check_datasets_version() -> None:
+    version = importlib.metadata.version("datasets")
+    if int(version.split(".")[0]) >= 4:
+        raise ExportError(
+            f"datasets {version} is installed, but loading scripts need datasets 3.6: pip install 'datasets==3.6.0'"
+        )
+
+
+def manifest_line(sample_id: str, transcription: str, emotion: str) -> str:
+    record = {
+        "dataset_id": DATASET_ID,
+        "sample_id": sample_id,
+        "src_audio": f"{DATASET_ID}/audio/zh/{sample_id}.wav",
+        "src_ref": transcription,
+        "tgt_ref": None,
+        "src_lang": "zh",
+        "tgt_lang": "en",
+        "benchmark_metadata": {"context": "short", "emotion": emotion, "dataset_type": "emotion"},
+    }
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary name beside `path`, then rename: `path` is always absent, old, or complete."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def file_has_bytes(path: Path, data: bytes) -> bool:
+    try:
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except FileNotFoundError:
+        return False
+
+
+def audio_seconds(wav: bytes, member_path: str) -> float:
+    import soundfile
+
+    try:
+        return soundfile.info(io.BytesIO(wav)).duration
+    except soundfile.SoundFileError as error:
+        raise ExportError(f"archive member Audio/wav/{member_path} is not a readable WAV ({error}); download the archive again") from None
+
+
+def archive_fingerprint(archive_path: Path) -> list:
+    status = archive_path.stat()
+    return [str(archive_path), status.st_size, status.st_mtime_ns]
+
+
+def code_fingerprint() -> str:
+    return hashlib.sha256(BUILDER_SCRIPT.read_bytes() + Path(__file__).read_bytes()).hexdigest()
+
+
+def read_state(export_dir: Path) -> dict:
+    try:
+        return json.loads((export_dir / STATE_NAME).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def export_is_current(state: dict, archive_path: Path, export_dir: Path) -> bool:
+    """The recorded export came from this archive and this code, and its files are all still there."""
+    if state.get("code") != code_fingerprint() or state.get("archive") != archive_fingerprint(archive_path):
+        return False
+    manifest_path = export_dir / MANIFEST_NAME
+    if not manifest_path.is_file() or hashlib.sha256(manifest_path.read_bytes()).hexdigest() != state["manifest_sha256"]:
+        return False
+    audio_dir = export_dir / "audio" / "zh"
+    for name, size in state["wav_sizes"].items():
+        try:
+            if (audio_dir / name).stat().st_size != size:
+                return False
+        except FileNotFoundError:
+            return False
+    return True
+
+
+def write_demo_archive(archive_path: Path, force: bool) -> Path:
+    if archive_path.is_file() and not force:
+        return archive_path
+    sys.path.insert(0, str(PROJECT_DIR / "tests"))
+    import synthetic_archive
+
+    archive_path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = archive_path.with_name(f".{ARCHIVE_NAME}.tmp")
+    synthetic_archive.write_small_archive(temporary)
+    os.replace(temporary, archive_path)
+    return archive_path
+
+
+def print_summary(summary: dict, export_dir: Path, archive_path: Path, written: int) -> None:
+    rows = sum(summary["emotion"].values())
+    print(f"\nEmotionTalk test split -> {export_dir}")
+    print(f"  {'emotion':<12}{'rows':>6}")
+    for emotion in EMOTIONS:
+        print(f"  {emotion:<12}{summary['emotion'].get(emotion, 0):>6}")
+    print(f"  {'group':<12}{'rows':>6}")
+    for group, count in sorted(summary["group"].items()):
+        print(f"  {group:<12}{count:>6}")
+    print(f"  {'total':<12}{rows:>6}   {summary['seconds'] / 3600:.2f} hours of audio")
+    print(f"  manifest    {export_dir / MANIFEST_NAME}")
+    print(f"  audio       {export_dir / 'audio' / 'zh'}  ({rows} WAVs, {written} written this run)")
+    print(f"  archive     {archive_path}")
+
+
+def one_line_error(error: BaseException) -> str | None:
+    """The message for an error the user can act on, or None for a bug (which keeps its traceback)."""
+    cause = error
+    while type(cause).__name__ == "DatasetGenerationError" and cause.__cause__ is not None:
+        cause = cause.__cause__
+    if isinstance(cause, ExportError) or type(cause).__name__ == "ArchiveError":
+        return str(cause)
+    if isinstance(cause, OSError) and cause.strerror:
+        where = f"{cause.filename}: " if cause.filename else ""
+        return f"{where}{cause.strerror}; nothing was left half-written, fix this and run again"
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

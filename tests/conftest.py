@@ -1,0 +1,45 @@
+"""Shared fixtures. Every Hugging Face cache lives in a fresh folder for the test session, set before
+`datasets` is imported, so that no test reads or writes the user's caches or reaches the network."""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+_SESSION_HOME = tempfile.mkdtemp(prefix="emotiontalk-tests-")
+os.environ["HF_HOME"] = _SESSION_HOME
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_SESSION_HOME, "datasets")
+os.environ.pop("HF_TOKEN", None)
+os.environ.pop("H2T_DATADIR", None)
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"  # a closed port: nothing may talk to a real Hub
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(PROJECT_DIR), str(PROJECT_DIR / "tests")]
+
+import pytest  # noqa: E402
+
+import synthetic_archive  # noqa: E402
+
+BUILDER_SCRIPT = str(PROJECT_DIR / "emotiontalk_test.py")
+
+
+@pytest.fixture
+def small_archive(tmp_path):
+    """A folder holding the standard small `Audio.tar`; returns (folder, utterances)."""
+    data_dir = tmp_path / "raw"
+    data_dir.mkdir()
+    utterances = synthetic_archive.write_small_archive(data_dir / "Audio.tar")
+    return data_dir, utterances
+
+
+@pytest.fixture
+def test_utterances(small_archive):
+    """The test-split utterances of `small_archive`, ordered by sample_id."""
+    return sorted((u for u in small_archive[1] if u.is_test), key=lambda u: u.sample_id)
+
+
+@pytest.fixture
+def datasets_cache(tmp_path):
+    """A datasets cache of the test's own, so that every load in it builds afresh."""
+    return str(tmp_path / "datasets-cache")

@@ -1,0 +1,226 @@
+"""export_jsonl.py end to end on generated archives: exact bytes out, idempotent, crash-safe, clear errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import export_jsonl
+import synthetic_archive
+from conftest import PROJECT_DIR
+
+EXPORTER = str(PROJECT_DIR / "export_jsonl.py")
+
+
+def expected_manifest(utterances) -> bytes:
+    """The published H2T format, written here independently of the exporter."""
+    lines = []
+    for u in sorted((u for u in utterances if u.is_test), key=lambda u: u.sample_id):
+        record = {
+            "dataset_id": "emotiontalk",
+            "sample_id": u.sample_id,
+            "src_audio": f"emotiontalk/audio/zh/{u.sample_id}.wav",
+            "src_ref": u.content,
+            "tgt_ref": None,
+            "src_lang": "zh",
+            "tgt_lang": "en",
+            "benchmark_metadata": {"context": "short", "emotion": u.emotion, "dataset_type": "emotion"},
+        }
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+    return "".join(lines).encode("utf-8")
+
+
+def assert_exported(export_dir, utterances, seed=0):
+    assert (export_dir / "zh-en.jsonl").read_bytes() == expected_manifest(utterances)
+    test_utterances = [u for u in utterances if u.is_test]
+    assert sorted(p.name for p in (export_dir / "audio" / "zh").iterdir()) == sorted(f"{u.sample_id}.wav" for u in test_utterances)
+    for u in test_utterances:
+        assert (export_dir / "audio" / "zh" / f"{u.sample_id}.wav").read_bytes() == synthetic_archive.wav_bytes(u, seed)
+
+
+def run_exporter(*args, env_changes=None, **kwargs):
+    env = {**os.environ, **(env_changes or {})}
+    env = {key: value for key, value in env.items() if value is not None}
+    return subprocess.run([sys.executable, EXPORTER, *args], env=env, capture_output=True, text=True, **kwargs)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("export_jsonl.py: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in last_line
+
+
+def test_export_writes_exact_manifest_and_wavs(tmp_path, small_archive, capsys):
+    data_dir, utterances = small_archive
+    assert export_jsonl.main(["--archive", str(data_dir / "Audio.tar"), "--datadir", str(tmp_path / "h2t")]) == 0
+    export_dir = tmp_path / "h2t" / "emotiontalk"
+    assert_exported(export_dir, utterances)
+    assert not (export_dir / "raw").exists()
+    summary = capsys.readouterr().out
+    assert "G00003           9" in summary and "G00015           8" in summary and "17 written this run" in summary
+    assert f"total           17   {sum(u.seconds for u in utterances if u.is_test) / 3600:.2f} hours" in summary
+
+
+def test_rerun_is_idempotent_and_skips_finished_work(tmp_path, small_archive, capsys):
+    data_dir, utterances = small_archive
+    args = ["--archive", str(data_dir / "Audio.tar"), "--datadir", str(tmp_path)]
+    assert export_jsonl.main(args) == 0
+    export_dir = tmp_path / "emotiontalk"
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (export_dir / "audio" / "zh").iterdir()}
+    manifest_mtime = (export_dir / "zh-en.jsonl").stat().st_mtime_ns
+    assert export_jsonl.main(args) == 0
+    assert "0 written this run" in capsys.readouterr().out
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (export_dir / "audio" / "zh").iterdir()} == before
+    assert (export_dir / "zh-en.jsonl").stat().st_mtime_ns == manifest_mtime
+    (export_dir / "audio" / "zh" / next(iter(before))).unlink()
+    assert export_jsonl.main(args) == 0
+    assert "1 written this run" in capsys.readouterr().out
+    assert_exported(export_dir, utterances)
+    assert export_jsonl.main([*args, "--force"]) == 0
+    assert "17 written this run" in capsys.readouterr().out
+    assert_exported(export_dir, utterances)
+
+
+def test_killed_run_leaves_no_partial_output_and_rerun_completes(tmp_path):
+    corpus = synthetic_archive.make_corpus({"G00003": 150, "G00015": 150}, {"neutral": 1, "sad": 1}, mean_seconds=2.0)
+    (tmp_path / "raw").mkdir()
+    archive_path = synthetic_archive.write_archive(tmp_path / "raw" / "Audio.tar", synthetic_archive.corpus_members(corpus))
+    audio_dir = tmp_path / "h2t" / "emotiontalk" / "audio" / "zh"
+    process = subprocess.Popen([sys.executable, EXPORTER, "--archive", str(archive_path), "--datadir", str(tmp_path / "h2t")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline and len(list(audio_dir.glob("*.wav"))) < 20:
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the export finished before it could be killed"
+    by_name = {f"{u.sample_id}.wav": u for u in corpus}
+    for wav in audio_dir.glob("*.wav"):
+        assert wav.read_bytes() == synthetic_archive.wav_bytes(by_name[wav.name])
+    assert not (tmp_path / "h2t" / "emotiontalk" / "zh-en.jsonl").exists()
+    assert run_exporter("--archive", str(archive_path), "--datadir", str(tmp_path / "h2t")).returncode == 0
+    assert_exported(tmp_path / "h2t" / "emotiontalk", corpus)
+    assert not list(audio_dir.glob(".*"))
+
+
+def test_verify_catches_corrupt_missing_and_stray_wavs(tmp_path, small_archive, capsys):
+    data_dir, utterances = small_archive
+    args = ["--archive", str(data_dir / "Audio.tar"), "--datadir", str(tmp_path)]
+    assert export_jsonl.main(args) == 0
+    assert export_jsonl.main([*args, "--verify"]) == 0
+    assert "all correct" in capsys.readouterr().out
+    audio_dir = tmp_path / "emotiontalk" / "audio" / "zh"
+    corrupt, missing = sorted(audio_dir.iterdir())[:2]
+    data = bytearray(corrupt.read_bytes())
+    data[-1] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    missing.unlink()
+    (audio_dir / "G00003_99_99_999.wav").write_bytes(synthetic_archive.wav_bytes(utterances[0]))
+    assert export_jsonl.main([*args, "--verify"]) == 1
+    report = capsys.readouterr().out
+    assert f"{corrupt}: differs from its archive member" in report
+    assert f"{missing}: missing" in report
+    assert "G00003_99_99_999.wav: stray WAV" in report
+    assert "3 problems" in report
+
+
+def test_verify_catches_an_edited_manifest(tmp_path, small_archive, capsys):
+    data_dir, _ = small_archive
+    args = ["--archive", str(data_dir / "Audio.tar"), "--datadir", str(tmp_path)]
+    assert export_jsonl.main(args) == 0
+    manifest = tmp_path / "emotiontalk" / "zh-en.jsonl"
+    manifest.write_bytes(manifest.read_bytes().replace(b'"tgt_ref": null', b'"tgt_ref": ""', 1))
+    assert export_jsonl.main([*args, "--verify"]) == 1
+    assert "differs from the manifest of the archive's test split" in capsys.readouterr().out
+
+
+def test_undecodable_audio_is_refused_on_export_and_caught_by_verify(tmp_path, small_archive, test_utterances, capsys):
+    data_dir, utterances = small_archive
+    assert export_jsonl.main(["--archive", str(data_dir / "Audio.tar"), "--datadir", str(tmp_path)]) == 0
+    broken = test_utterances[0]
+    garbage = b"RIFF not really a wave" * 50
+    members = [(name, garbage if name == f"Audio/wav/{broken.file_path}" else data)
+               for name, data in synthetic_archive.corpus_members(utterances)]
+    (tmp_path / "broken").mkdir()
+    broken_archive = synthetic_archive.write_archive(tmp_path / "broken" / "Audio.tar", members)
+    wav_path = tmp_path / "emotiontalk" / "audio" / "zh" / f"{broken.sample_id}.wav"
+    wav_path.write_bytes(garbage)
+    assert export_jsonl.main(["--archive", str(broken_archive), "--datadir", str(tmp_path), "--verify"]) == 1
+    assert f"{wav_path}: does not decode" in capsys.readouterr().out
+    result = run_exporter("--archive", str(broken_archive), "--datadir", str(tmp_path / "again"))
+    assert_one_line_error(result, f"Audio/wav/{broken.file_path} is not a readable WAV")
+
+
+def test_demo_exports_and_verifies(tmp_path, capsys):
+    assert export_jsonl.main(["--demo", "--datadir", str(tmp_path)]) == 0
+    assert_exported(tmp_path / "emotiontalk", synthetic_archive.small_corpus())
+    assert (tmp_path / "emotiontalk" / "raw" / "Audio.tar").is_file()
+    assert export_jsonl.main(["--demo", "--datadir", str(tmp_path), "--verify"]) == 0
+
+
+def test_help_documents_every_option_and_variable():
+    result = run_exporter("--help")
+    assert result.returncode == 0
+    for word in ["--datadir", "--archive", "--revision", "--force", "--verify", "--demo", "H2T_DATADIR", "HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"]:
+        assert word in result.stdout
+
+
+def test_unset_datadir_says_how_to_set_it():
+    assert_one_line_error(run_exporter(env_changes={"H2T_DATADIR": None}), "H2T_DATADIR is not set", "export H2T_DATADIR=")
+
+
+def test_datadir_under_a_file_cannot_be_created(tmp_path, small_archive):
+    (tmp_path / "file").write_text("")
+    result = run_exporter("--archive", str(small_archive[0] / "Audio.tar"), env_changes={"H2T_DATADIR": str(tmp_path / "file")})
+    assert_one_line_error(result, "cannot create the output folder", "Not a directory")
+
+
+def test_bad_archive_gives_the_builders_message(tmp_path):
+    (tmp_path / "Audio.tar").write_bytes(b"not a tar" * 200)
+    result = run_exporter("--archive", str(tmp_path / "Audio.tar"), "--datadir", str(tmp_path / "out"))
+    assert_one_line_error(result, "Audio.tar: not a readable tar archive")
+    assert not (tmp_path / "out" / "emotiontalk" / "zh-en.jsonl").exists()
+
+
+def test_datasets_4_is_refused(tmp_path, small_archive):
+    site = tmp_path / "site"
+    (site / "datasets-4.0.0.dist-info").mkdir(parents=True)
+    (site / "datasets-4.0.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: datasets\nVersion: 4.0.0\n")
+    result = run_exporter("--archive", str(small_archive[0] / "Audio.tar"), "--datadir", str(tmp_path / "out"),
+                          env_changes={"PYTHONPATH": str(site)})
+    assert_one_line_error(result, "datasets 4.0.0 is installed", "pip install 'datasets==3.6.0'")
+
+
+@pytest.fixture
+def small_mount(tmp_path):
+    """A 256 KiB tmpfs of our own: a disk that fills up, then a read-only one."""
+    mount_point = tmp_path / "mnt"
+    mount_point.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_full_disk_fails_cleanly_with_nothing_partial(small_mount, small_archive):
+    data_dir, utterances = small_archive
+    result = run_exporter("--archive", str(data_dir / "Audio.tar"), "--datadir", str(small_mount))
+    assert_one_line_error(result, "No space left on device")
+    export_dir = small_mount / "emotiontalk"
+    assert not (export_dir / "zh-en.jsonl").exists()
+    by_name = {f"{u.sample_id}.wav": u for u in utterances}
+    written = list((export_dir / "audio" / "zh").iterdir())
+    assert all(by_name[w.name] and w.read_bytes() == synthetic_archive.wav_bytes(by_name[w.name]) for w in written)
+
+
+def test_read_only_folder_is_refused(small_mount, small_archive):
+    subprocess.run(["mount", "-o", "remount,ro", str(small_mount)], check=True)
+    result = run_exporter("--archive", str(small_archive[0] / "Audio.tar"), "--datadir", str(small_mount))
+    assert_one_line_error(result, str(small_mount / "emotiontalk"), "Read-only file system")
