@@ -342,6 +342,11 @@ def file_sha256(path: str) -> str:
 def hub_error_message(error: Exception, revision: str, token=None) -> str:
     """One line that says what went wrong with the Hub and what to do about it."""
     errors = huggingface_hub.errors
+    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+        return (
+            f"the download of {_REPO_ID}/{_ARCHIVE_NAME} was interrupted ({str(error).splitlines()[0][:120]}); "
+            f"run the same command again to resume where it stopped"
+        )
     if isinstance(error, (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled, requests.ConnectionError, requests.Timeout)):
         return (
             f"cannot reach the Hub at {huggingface_hub.constants.ENDPOINT} for {_REPO_ID}/{_ARCHIVE_NAME} and it is not "

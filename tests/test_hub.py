@@ -1,0 +1,162 @@
+"""The Hub path, against the stand-in Hub over real HTTP, with the pinned clients unpatched.
+
+`HF_ENDPOINT` is read when `huggingface_hub` and `datasets` are imported, so each run is a subprocess."""
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import BUILDER_SCRIPT
+from stand_in_hub import GOOD_TOKEN, StandInHub
+from test_export import EXPORTER, assert_exported, assert_one_line_error
+
+ACCESS_HINT = "accept the conditions at https://huggingface.co/datasets/BAAI/Emotiontalk, then run `hf auth login` or set HF_TOKEN"
+
+# Prints what the split holds, so that the parent can compare it with a local build.
+LOAD_SCRIPT = """
+import hashlib, json, sys, datasets
+dataset = datasets.load_dataset(sys.argv[1], split="test", trust_remote_code=True, streaming=sys.argv[2] == "stream")
+dataset = dataset.cast_column("audio", datasets.Audio(decode=False))
+rows = [(row["sample_id"], row["emotion"], hashlib.sha256(row["audio"]["bytes"]).hexdigest()) for row in dataset]
+print(json.dumps(rows))
+"""
+
+
+@pytest.fixture
+def hub(small_archive):
+    data_dir, utterances = small_archive
+    with StandInHub((data_dir / "Audio.tar").read_bytes()) as stand_in:
+        stand_in.utterances = utterances
+        yield stand_in
+
+
+def hub_env(tmp_path, endpoint, token=GOOD_TOKEN, **extra):
+    """A fresh Hugging Face home per test, the stand-in as endpoint, and the token (if any) in HF_TOKEN."""
+    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf-home"), **extra}
+    env.pop("HF_DATASETS_CACHE")
+    if token:
+        env["HF_TOKEN"] = token
+    return env
+
+
+def export_from_hub(tmp_path, endpoint, *args, **env_options):
+    return subprocess.run([sys.executable, EXPORTER, "--datadir", str(tmp_path / "h2t"), *args],
+                          env=hub_env(tmp_path, endpoint, **env_options), capture_output=True, text=True)
+
+
+def load_from_hub(tmp_path, endpoint, mode, **env_options):
+    return subprocess.run([sys.executable, "-c", LOAD_SCRIPT, BUILDER_SCRIPT, mode],
+                          env=hub_env(tmp_path, endpoint, **env_options), capture_output=True, text=True)
+
+
+def expected_rows(utterances):
+    import synthetic_archive
+
+    return [[u.sample_id, synthetic_archive.EMOTIONS.index(u.emotion), hashlib.sha256(synthetic_archive.wav_bytes(u)).hexdigest()]
+            for u in sorted(utterances, key=lambda u: u.sample_id) if u.is_test]
+
+
+def test_export_downloads_checks_and_then_works_offline(tmp_path, hub):
+    result = export_from_hub(tmp_path, hub.url)
+    assert result.returncode == 0, result.stderr
+    export_dir = tmp_path / "h2t" / "emotiontalk"
+    assert (export_dir / "raw" / "Audio.tar").read_bytes() == hub.content
+    assert_exported(export_dir, hub.utterances)
+    assert all(headers.get("authorization") == f"Bearer {GOOD_TOKEN}" for _, _, headers in hub.requests)
+    (export_dir / ".export-state.json").unlink()
+    (export_dir / "zh-en.jsonl").unlink()
+    hub.requests.clear()
+    offline = export_from_hub(tmp_path, hub.url, HF_HUB_OFFLINE="1")
+    assert offline.returncode == 0, offline.stderr
+    assert hub.requests == []
+    assert_exported(export_dir, hub.utterances)
+
+
+@pytest.mark.parametrize("mode", ["build", "stream"])
+def test_load_dataset_from_the_hub(tmp_path, hub, mode):
+    result = load_from_hub(tmp_path, hub.url, mode)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == expected_rows(hub.utterances)
+    blob = tmp_path / "hf-home" / "hub" / "datasets--BAAI--Emotiontalk" / "blobs" / hub.sha256
+    assert blob.is_file() == (mode == "build")
+    if mode == "stream":
+        assert any(headers.get("range") for _, path, headers in hub.requests if "/resolve/" in path)
+
+
+def test_gated_without_token(tmp_path, hub):
+    hub.mode = "gated"
+    assert_one_line_error(export_from_hub(tmp_path, hub.url, token=None), "is gated and no Hub token was found", ACCESS_HINT)
+    for mode in ("build", "stream"):
+        result = load_from_hub(tmp_path, hub.url, mode, token=None)
+        assert result.returncode != 0
+        assert f"ArchiveError: BAAI/Emotiontalk is gated and no Hub token was found: {ACCESS_HINT}" in result.stderr
+
+
+def test_gated_with_the_granted_token_downloads(tmp_path, hub):
+    hub.mode = "gated"
+    assert export_from_hub(tmp_path, hub.url).returncode == 0
+
+
+def test_token_without_access(tmp_path, hub):
+    hub.mode = "forbidden"
+    assert_one_line_error(export_from_hub(tmp_path, hub.url, token="hf_not_granted"), "has no access", "HTTP 403", ACCESS_HINT)
+
+
+def test_revision_not_found(tmp_path, hub):
+    assert_one_line_error(export_from_hub(tmp_path, hub.url, "--revision", "v9"), "revision 'v9' of BAAI/Emotiontalk not found")
+
+
+def test_file_not_found(tmp_path, hub):
+    hub.mode = "not_found"
+    assert_one_line_error(export_from_hub(tmp_path, hub.url), "Audio.tar not found in BAAI/Emotiontalk at revision 'main'")
+
+
+def test_unreachable_hub_suggests_a_local_archive(tmp_path):
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed_endpoint = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    assert_one_line_error(export_from_hub(tmp_path, closed_endpoint), "cannot reach the Hub", "--archive", "HF_HUB_OFFLINE=1")
+
+
+def test_interrupted_download_resumes_on_the_next_run(tmp_path):
+    """huggingface_hub writes what it received in 10 MiB chunks, so the archive must span a few of them."""
+    import synthetic_archive
+
+    corpus = synthetic_archive.make_corpus({"G00001": 10, "G00003": 20, "G00015": 10}, {"happy": 1, "sad": 1}, mean_seconds=9.0)
+    archive_path = synthetic_archive.write_archive(tmp_path / "Audio.tar", synthetic_archive.corpus_members(corpus))
+    with StandInHub(archive_path.read_bytes()) as hub:
+        hub.mode, hub.drop_after = "drop", 25_000_000
+        first = export_from_hub(tmp_path, hub.url)
+        assert_one_line_error(first, "was interrupted", "run the same command again to resume")
+        raw_dir = tmp_path / "h2t" / "emotiontalk" / "raw"
+        assert not (raw_dir / "Audio.tar").exists()
+        [partial] = raw_dir.rglob("*.incomplete")
+        kept = partial.stat().st_size
+        assert 0 < kept <= hub.drop_after < len(hub.content)
+        hub.mode = "normal"
+        second = export_from_hub(tmp_path, hub.url)
+        assert second.returncode == 0, second.stderr
+        assert hub.ranges_requested()[-1] == f"bytes={kept}-"
+        assert (raw_dir / "Audio.tar").read_bytes() == hub.content
+        assert_exported(tmp_path / "h2t" / "emotiontalk", corpus)
+
+
+def test_checksum_mismatch_deletes_the_download(tmp_path, hub):
+    hub.mode = "bad_checksum"
+    assert_one_line_error(export_from_hub(tmp_path, hub.url), f"the Hub announces {hub.sha256}; it was deleted")
+    assert not (tmp_path / "h2t" / "emotiontalk" / "raw" / "Audio.tar").exists()
+    assert not (tmp_path / "h2t" / "emotiontalk" / "zh-en.jsonl").exists()
+    hub.mode = "normal"
+    assert export_from_hub(tmp_path, hub.url).returncode == 0
+
+
+def test_checksum_mismatch_in_the_cache_is_not_used(tmp_path, hub):
+    hub.mode = "bad_checksum"
+    result = load_from_hub(tmp_path, hub.url, "build")
+    assert result.returncode != 0 and "it was deleted" in result.stderr
+    assert not list((tmp_path / "hf-home" / "hub").rglob("Audio.tar"))
