@@ -1,0 +1,145 @@
+"""Benchmark the exporter against the least work any pipeline must do, on one archive, in one run.
+
+(a) floor: one plain `tarfile` pass over the local archive that copies the test WAV members to a folder and
+    writes a manifest, seeking past everything else;
+(b) cold:  `export_jsonl.py --archive ...` with an empty `datasets` cache and an empty output folder;
+(c) warm:  the same command again.
+
+Each is a fresh process, timed wall-clock, its memory sampled every 10 ms over its whole process tree: peak
+anonymous memory (`RssAnon`: the program's own heap; pages of memory-mapped Arrow files and of the page cache
+are not counted) and, beside it, plain peak RSS. The archive is read once before the runs, so that each finds it
+in the page cache; outputs go to fresh folders on the same disk.
+
+    python bench/run.py /tmp/bench/Audio.tar [--workdir /tmp/bench/work]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_DIR))
+
+from export_jsonl import manifest_line  # noqa: E402
+
+TEST_AUDIO_PREFIXES = ("Audio/wav/G00003/", "Audio/wav/G00015/")
+
+
+def floor(archive_path: Path, out_dir: Path) -> None:
+    """(a): copy the test WAV members and write the manifest, nothing more."""
+    audio_dir = out_dir / "audio"
+    audio_dir.mkdir(parents=True)
+    rows = {}
+    with tarfile.open(archive_path, "r:") as archive:
+        for member in archive:
+            if member.name.endswith(".json"):
+                record = json.loads(archive.extractfile(member).read())
+                if record.get("file_path", "").startswith(("G00003/", "G00015/")):
+                    rows[record["file_path"].rsplit("/", 1)[-1][: -len(".wav")]] = record
+            elif member.isfile() and member.name.startswith(TEST_AUDIO_PREFIXES):
+                (audio_dir / member.name.rsplit("/", 1)[-1]).write_bytes(archive.extractfile(member).read())
+    with open(out_dir / "zh-en.jsonl", "w", encoding="utf-8") as manifest:
+        for sample_id in sorted(rows):
+            manifest.write(manifest_line(sample_id, rows[sample_id]["content"], rows[sample_id]["emotion_result"]))
+
+
+def process_tree_memory(pid: int) -> tuple[int, int]:
+    """(RssAnon, VmRSS) in bytes, summed over `pid` and its descendants."""
+    anon = rss = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        anon += int(fields.get("RssAnon", "0 kB").split()[0]) * 1024
+        rss += int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
+    return anon, rss
+
+
+def measure(command: list[str], env: dict, log_path: Path) -> dict:
+    with open(log_path, "w") as log:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        peak_anon = peak_rss = 0
+        while process.poll() is None:
+            anon, rss = process_tree_memory(process.pid)
+            peak_anon, peak_rss = max(peak_anon, anon), max(peak_rss, rss)
+            time.sleep(0.01)
+        seconds = time.perf_counter() - start
+    if process.returncode:
+        sys.exit(f"{' '.join(command)} failed (exit {process.returncode}); see {log_path}")
+    return {"seconds": seconds, "peak_anon_mb": peak_anon / 1e6, "peak_rss_mb": peak_rss / 1e6}
+
+
+def read_through(path: Path) -> None:
+    with open(path, "rb") as file:
+        while file.read(1 << 24):
+            pass
+
+
+def machine_description() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return f"{os.cpu_count()} cores ({cpu}), {memory_kb / 2**20:.0f} GiB RAM, Python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("archive", type=Path, help="an Audio.tar, e.g. from bench/make_archive.py")
+    parser.add_argument("--workdir", type=Path, help="scratch folder for outputs and caches (default: a temporary one)")
+    parser.add_argument("--floor", type=Path, metavar="OUT", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    archive_path = args.archive.resolve()
+    if args.floor:
+        floor(archive_path, args.floor)
+        return 0
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="emotiontalk-bench-"))
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    env = {**os.environ, "HF_HOME": str(workdir / "hf-home"), "HF_DATASETS_CACHE": str(workdir / "datasets-cache"),
+           "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    read_through(archive_path)
+    export_command = [sys.executable, str(PROJECT_DIR / "export_jsonl.py"), "--archive", str(archive_path),
+                      "--datadir", str(workdir / "export")]
+    results = {
+        "(a) floor: tarfile copy": measure([sys.executable, __file__, str(archive_path), "--floor", str(workdir / "floor")],
+                                           env, workdir / "floor.log"),
+        "(b) export, cold": measure(export_command, env, workdir / "cold.log"),
+        "(c) export, warm re-run": measure(export_command, env, workdir / "warm.log"),
+    }
+    exported = workdir / "export" / "emotiontalk"
+    if (exported / "zh-en.jsonl").read_bytes() != (workdir / "floor" / "zh-en.jsonl").read_bytes():
+        sys.exit("the export's manifest differs from the floor's")
+    test_audio_mb = sum(path.stat().st_size for path in (exported / "audio" / "zh").iterdir()) / 1e6
+    floor_seconds = results["(a) floor: tarfile copy"]["seconds"]
+    print(f"archive: {archive_path} ({archive_path.stat().st_size / 1e9:.2f} GB), test audio {test_audio_mb:.1f} MB "
+          f"in {len(list((exported / 'audio' / 'zh').iterdir()))} WAVs; archive in the page cache for every run")
+    print(f"machine: {machine_description()}\n")
+    print("| run | seconds | ratio to (a) | peak anon MB | peak RSS MB | test audio MB/s |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, result in results.items():
+        print(f"| {name} | {result['seconds']:.2f} | {result['seconds'] / floor_seconds:.2f} | {result['peak_anon_mb']:.0f} "
+              f"| {result['peak_rss_mb']:.0f} | {test_audio_mb / result['seconds']:.1f} |")
+    if not args.workdir:
+        shutil.rmtree(workdir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

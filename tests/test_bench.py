@@ -1,0 +1,24 @@
+"""The benchmark is not part of the suite, but must not rot: run both scripts at a tiny scale."""
+
+import subprocess
+import sys
+import tarfile
+
+from conftest import PROJECT_DIR
+
+
+def test_make_archive_and_run_at_a_tiny_scale(tmp_path):
+    archive_path = tmp_path / "Audio.tar"
+    made = subprocess.run([sys.executable, str(PROJECT_DIR / "bench" / "make_archive.py"), str(archive_path), "--scale", "0.005"],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    with tarfile.open(archive_path) as archive:
+        names = archive.getnames()
+    groups = {name.split("/")[2] for name in names if name.startswith("Audio/wav/") and name.endswith(".wav")}
+    assert groups == {f"G{number:05d}" for number in range(1, 20)}
+    result = subprocess.run([sys.executable, str(PROJECT_DIR / "bench" / "run.py"), str(archive_path), "--workdir", str(tmp_path / "work")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = [line for line in result.stdout.splitlines() if line.startswith("| (")]
+    assert [line.split(" | ")[0] for line in table] == ["| (a) floor: tarfile copy", "| (b) export, cold", "| (c) export, warm re-run"]
+    assert table[0].split(" | ")[2] == "1.00"
