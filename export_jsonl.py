@@ -21,6 +21,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 PROJECT_DIR = Path(__file__).resolve().parent
 BUILDER_SCRIPT = PROJECT_DIR / "emotiontalk_test.py"
@@ -42,12 +43,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "Hub dataset BAAI/Emotiontalk into raw/ (resuming a partial download) unless it is already there.",
         epilog="Environment: H2T_DATADIR (output root, unless --datadir); HF_TOKEN (Hub token, else the one saved by "
         "`hf auth login`); HF_ENDPOINT (Hub mirror); HF_HUB_OFFLINE=1 (never touch the network, use raw/Audio.tar "
-        "as it is); HF_DATASETS_CACHE (where `datasets` keeps the built split).",
+        "as it is).",
     )
     parser.add_argument("--datadir", type=Path, help="output root instead of $H2T_DATADIR")
     parser.add_argument("--archive", type=Path, help="use this Audio.tar already on disk; no network")
     parser.add_argument("--revision", default="main", help="Hub revision (branch, tag or commit) of Audio.tar (default: main)")
-    parser.add_argument("--force", action="store_true", help="redo everything: check the archive against the Hub again (unless --archive), rebuild the split, rewrite every file")
+    parser.add_argument("--force", action="store_true", help="redo everything: check the archive against the Hub again (unless --archive) and rewrite every file")
     parser.add_argument("--verify", action="store_true", help="check an existing export against the archive and exit")
     parser.add_argument(
         "--demo", action="store_true",
@@ -83,13 +84,12 @@ def export(args: argparse.Namespace) -> int:
         return 0
     if args.force or not archive_path.is_file() or state.get("archive") != archive_fingerprint(archive_path):
         archive_path = archive_for(args, download=True)
-    dataset = build_split(archive_path, rebuild=args.force)
     audio_dir.mkdir(parents=True, exist_ok=True)
     from tqdm.auto import tqdm
 
     manifest_lines, wav_sizes, written = [], {}, 0
     summary = {"emotion": collections.Counter(), "group": collections.Counter(), "seconds": 0.0}
-    for row in tqdm(dataset, desc="Writing WAVs", unit="wav"):
+    for row in tqdm(split_rows(archive_path), desc="Writing WAVs", unit="wav"):
         wav_path = audio_dir / f"{row['sample_id']}.wav"
         audio_bytes = row["audio"]["bytes"]
         if args.force or not file_has_bytes(wav_path, audio_bytes):
@@ -126,11 +126,11 @@ def verify(export_dir: Path, archive_path: Path) -> int:
     manifest_path = export_dir / MANIFEST_NAME
     if not manifest_path.is_file():
         raise ExportError(f"{manifest_path}: no manifest; run export_jsonl.py first")
-    dataset = build_split(archive_path)
-    problems, expected_lines = [], []
-    for row in dataset:
+    problems, expected_lines, expected_wavs = [], [], set()
+    for row in split_rows(archive_path):
         expected_lines.append(manifest_line(row["sample_id"], row["raw_transcription"], EMOTIONS[row["emotion"]]))
         wav_path = audio_dir / f"{row['sample_id']}.wav"
+        expected_wavs.add(wav_path.name)
         if not wav_path.is_file():
             problems.append(f"{wav_path}: missing")
         elif not file_has_bytes(wav_path, row["audio"]["bytes"]):
@@ -142,7 +142,6 @@ def verify(export_dir: Path, archive_path: Path) -> int:
                 problems.append(f"{wav_path}: does not decode ({error})")
     if manifest_path.read_bytes() != "".join(expected_lines).encode("utf-8"):
         problems.append(f"{manifest_path}: differs from the manifest of the archive's test split")
-    expected_wavs = {f"{row_id}.wav" for row_id in dataset["sample_id"]}
     problems += [f"{path}: stray WAV, not in the manifest" for path in sorted(audio_dir.glob("*.wav")) if path.name not in expected_wavs]
     for problem in problems:
         print(problem)
@@ -182,19 +181,26 @@ def archive_for(args: argparse.Namespace, download: bool) -> Path:
     return raw_dir / ARCHIVE_NAME
 
 
-def build_split(archive_path: Path, rebuild: bool = False):
-    """The test split built by emotiontalk_test.py (or taken from the datasets cache), audio left as the archive's bytes."""
+def split_rows(archive_path: Path) -> Iterator[dict]:
+    """The rows of the test split as emotiontalk_test.py yields them, audio left as the archive's bytes.
+
+    Streamed: the exporter needs each row once, and a cached Arrow copy of all the test audio would cost a
+    second full write of it (see "Performance" in the README)."""
     check_datasets_version()
     import datasets
+    import pyarrow
 
+    # Arrow's default pool (mimalloc) keeps freed batch buffers, so its peak creeps up with the number of
+    # batches; the system allocator hands them back, and peak memory stays flat whatever the archive's size.
+    pyarrow.set_memory_pool(pyarrow.system_memory_pool())
     dataset = datasets.load_dataset(
-        str(BUILDER_SCRIPT),
-        data_dir=str(archive_path.parent),
-        split="test",
-        trust_remote_code=True,
-        download_mode="force_redownload" if rebuild else None,
-    )
-    return dataset.cast_column("audio", datasets.Audio(decode=False))
+        str(BUILDER_SCRIPT), data_dir=str(archive_path.parent), split="test", streaming=True, trust_remote_code=True
+    ).decode(False)
+    # In batches of 16: datasets 3.6 casts and formats streamed rows once per batch, which takes the
+    # per-row cost from 0.55 ms to 0.35 ms (bench/run.py archive); larger batches only add memory.
+    for batch in dataset.iter(batch_size=16):
+        for values in zip(*batch.values()):
+            yield dict(zip(batch, values))
 
 
 def check_datasets_version() -> None:

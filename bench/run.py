@@ -8,7 +8,8 @@
 Each is a fresh process, timed wall-clock, its memory sampled every 10 ms over its whole process tree: peak
 anonymous memory (`RssAnon`: the program's own heap; pages of memory-mapped Arrow files and of the page cache
 are not counted) and, beside it, plain peak RSS. The archive is read once before the runs, so that each finds it
-in the page cache; outputs go to fresh folders on the same disk.
+in the page cache; outputs go to fresh folders on the same disk, and `sync` runs before each measurement so that
+no run pays for writing back another's output. Each is repeated (--repeats) and the median shown.
 
     python bench/run.py /tmp/bench/Audio.tar [--workdir /tmp/bench/work]
 """
@@ -72,6 +73,7 @@ def process_tree_memory(pid: int) -> tuple[int, int]:
 
 
 def measure(command: list[str], env: dict, log_path: Path) -> dict:
+    os.sync()  # the previous run's dirty pages must not be written back on this run's time
     with open(log_path, "w") as log:
         start = time.perf_counter()
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -84,6 +86,11 @@ def measure(command: list[str], env: dict, log_path: Path) -> dict:
     if process.returncode:
         sys.exit(f"{' '.join(command)} failed (exit {process.returncode}); see {log_path}")
     return {"seconds": seconds, "peak_anon_mb": peak_anon / 1e6, "peak_rss_mb": peak_rss / 1e6}
+
+
+def median_run(measured: list[dict]) -> dict:
+    """The run of median wall time, with its own memory figures."""
+    return sorted(measured, key=lambda result: result["seconds"])[len(measured) // 2]
 
 
 def read_through(path: Path) -> None:
@@ -103,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("archive", type=Path, help="an Audio.tar, e.g. from bench/make_archive.py")
     parser.add_argument("--workdir", type=Path, help="scratch folder for outputs and caches (default: a temporary one)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each; the table shows the median (default 3)")
     parser.add_argument("--floor", type=Path, metavar="OUT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     archive_path = args.archive.resolve()
@@ -117,12 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     read_through(archive_path)
     export_command = [sys.executable, str(PROJECT_DIR / "export_jsonl.py"), "--archive", str(archive_path),
                       "--datadir", str(workdir / "export")]
-    results = {
-        "(a) floor: tarfile copy": measure([sys.executable, __file__, str(archive_path), "--floor", str(workdir / "floor")],
-                                           env, workdir / "floor.log"),
-        "(b) export, cold": measure(export_command, env, workdir / "cold.log"),
-        "(c) export, warm re-run": measure(export_command, env, workdir / "warm.log"),
+    runs = {
+        "(a) floor: tarfile copy": [sys.executable, __file__, str(archive_path), "--floor", str(workdir / "floor")],
+        "(b) export, cold": export_command,
+        "(c) export, warm re-run": export_command,
     }
+    results = {name: [] for name in runs}
+    for repeat in range(args.repeats):
+        for output in ("floor", "export", "hf-home", "datasets-cache"):
+            shutil.rmtree(workdir / output, ignore_errors=True)
+        for name, command in runs.items():
+            results[name].append(measure(command, env, workdir / f"{name[1]}.log"))
+    results = {name: median_run(measured) for name, measured in results.items()}
     exported = workdir / "export" / "emotiontalk"
     if (exported / "zh-en.jsonl").read_bytes() != (workdir / "floor" / "zh-en.jsonl").read_bytes():
         sys.exit("the export's manifest differs from the floor's")
