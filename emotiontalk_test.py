@@ -11,7 +11,7 @@ import json
 import os
 import re
 import tarfile
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import datasets
 import huggingface_hub
@@ -79,8 +79,6 @@ class EmotionTalkTest(datasets.GeneratorBasedBuilder):
     BUILDER_CONFIG_CLASS = EmotionTalkConfig
     BUILDER_CONFIGS = [EmotionTalkConfig(name="default", version=VERSION, description="The test split.")]
     DEFAULT_CONFIG_NAME = "default"
-    # Audio rows are large: flush every 100 of them so memory stays flat.
-    DEFAULT_WRITER_BATCH_SIZE = 100
 
     def __init__(self, *args, data_dir: Optional[str] = None, **kwargs):
         if data_dir is not None:
@@ -172,24 +170,9 @@ def index_archive(archive_file, archive_name: str) -> Tuple[Dict[str, _Annotatio
 
     Member data that is not needed (every WAV) is skipped by seeking, never read.
     """
-    try:
-        archive = tarfile.open(fileobj=archive_file, mode="r:")
-    except tarfile.TarError as error:
-        raise ArchiveError(f"{archive_name}: not a readable tar archive ({error}); download it again") from None
     annotations: Dict[str, _Annotation] = {}
     audio_members: Dict[str, Tuple[int, int]] = {}
-    while True:
-        try:
-            member = archive.next()
-        except tarfile.TarError as error:
-            raise ArchiveError(f"{archive_name}: truncated or corrupt tar ({error}); download it again") from None
-        if member is None:
-            break
-        # tarfile keeps every header it has seen; drop them so memory does not grow with the archive.
-        archive.members.clear()
-        name = checked_member_name(member, archive_name)
-        if member.isdir():
-            continue
+    for member, name in iter_members(archive_file, archive_name):
         if name.endswith(".json"):
             raw_json = read_member(archive_file, (member.offset_data, member.size), archive_name)
             annotation = parse_annotation(raw_json, name, archive_name)
@@ -204,8 +187,33 @@ def index_archive(archive_file, archive_name: str) -> Tuple[Dict[str, _Annotatio
             annotations[sample_id] = annotation
         elif name.startswith(_AUDIO_PREFIX) and is_test_path(name[len(_AUDIO_PREFIX):]):
             audio_members[name[len(_AUDIO_PREFIX):]] = (member.offset_data, member.size)
-    check_end_of_archive(archive_file, archive.offset, archive_name)
     return annotations, audio_members
+
+
+def iter_members(archive_file, archive_name: str) -> Iterator[Tuple[tarfile.TarInfo, str]]:
+    """The archive's files with their checked names, folders left out; the whole archive must be there."""
+    archive_size = archive_file.seek(0, os.SEEK_END)
+    archive_file.seek(0)
+    try:
+        archive = tarfile.open(fileobj=archive_file, mode="r:")
+    except tarfile.TarError as error:
+        raise ArchiveError(f"{archive_name}: not a readable tar archive ({error}); download it again") from None
+    with tqdm(total=archive_size, unit="B", unit_scale=True, desc=f"Indexing {_ARCHIVE_NAME}") as progress:
+        while True:
+            try:
+                member = archive.next()
+            except tarfile.TarError as error:
+                raise ArchiveError(f"{archive_name}: truncated or corrupt tar ({error}); download it again") from None
+            if member is None:
+                break
+            # tarfile keeps every header it has seen; drop them so memory does not grow with the archive.
+            archive.members.clear()
+            progress.update(archive.offset - progress.n)
+            name = checked_member_name(member, archive_name)
+            if not member.isdir():
+                yield member, name
+        check_end_of_archive(archive_file, archive.offset, archive_name)
+        progress.update(archive_size - progress.n)
 
 
 def checked_member_name(member: tarfile.TarInfo, archive_name: str) -> str:
