@@ -7,11 +7,22 @@ import tarfile
 from conftest import PROJECT_DIR
 
 
-def test_make_archive_and_run_at_a_tiny_scale(tmp_path):
-    archive_path = tmp_path / "Audio.tar"
-    made = subprocess.run([sys.executable, str(PROJECT_DIR / "bench" / "make_archive.py"), str(archive_path), "--scale", "0.005"],
+def make_archive(archive_path, *options):
+    made = subprocess.run([sys.executable, str(PROJECT_DIR / "bench" / "make_archive.py"), str(archive_path), *options],
                           capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
+    return archive_path.read_bytes()
+
+
+def test_make_archive_is_deterministic_for_a_seed(tmp_path):
+    first = make_archive(tmp_path / "a" / "Audio.tar", "--scale", "0.002")
+    assert make_archive(tmp_path / "b" / "Audio.tar", "--scale", "0.002") == first
+    assert make_archive(tmp_path / "c" / "Audio.tar", "--scale", "0.002", "--seed", "1") != first
+
+
+def test_make_archive_and_run_at_a_tiny_scale(tmp_path):
+    archive_path = tmp_path / "Audio.tar"
+    make_archive(archive_path, "--scale", "0.005")
     with tarfile.open(archive_path) as archive:
         names = archive.getnames()
     groups = {name.split("/")[2] for name in names if name.startswith("Audio/wav/") and name.endswith(".wav")}

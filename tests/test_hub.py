@@ -102,9 +102,11 @@ def test_gated_with_the_granted_token_downloads(tmp_path, hub):
     assert export_from_hub(tmp_path, hub.url).returncode == 0
 
 
-def test_token_without_access(tmp_path, hub):
-    hub.mode = "forbidden"
-    assert_one_line_error(export_from_hub(tmp_path, hub.url, token="hf_not_granted"), "has no access", "HTTP 403", ACCESS_HINT)
+@pytest.mark.parametrize("mode, status", [("gated", "HTTP 401"), ("forbidden", "HTTP 403")])
+def test_token_without_access(tmp_path, hub, mode, status):
+    hub.mode = mode
+    result = export_from_hub(tmp_path, hub.url, token="hf_not_granted")
+    assert_one_line_error(result, "your Hub token has no access to the gated BAAI/Emotiontalk", status, ACCESS_HINT)
 
 
 def test_revision_not_found(tmp_path, hub):
