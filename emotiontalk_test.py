@@ -355,11 +355,13 @@ def hub_error_message(error: Exception, revision: str, token=None) -> str:
             f"the download of {_REPO_ID}/{_ARCHIVE_NAME} was interrupted ({str(error).splitlines()[0][:120]}); "
             f"run the same command again to resume where it stopped"
         )
-    if isinstance(error, (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled, requests.ConnectionError, requests.Timeout)):
+    local_copy_hint = "pass a local copy (--archive, or data_dir= to load_dataset)"
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        return f"HF_HUB_OFFLINE is set and {_REPO_ID}/{_ARCHIVE_NAME} is not downloaded yet; unset it to download, or {local_copy_hint}"
+    if isinstance(error, (errors.LocalEntryNotFoundError, requests.ConnectionError, requests.Timeout)):
         return (
             f"cannot reach the Hub at {huggingface_hub.constants.ENDPOINT} for {_REPO_ID}/{_ARCHIVE_NAME} and it is not "
-            f"downloaded yet; pass a local copy (--archive, or data_dir= to load_dataset), or set HF_HUB_OFFLINE=1 "
-            f"once the archive is downloaded"
+            f"downloaded yet; {local_copy_hint}, or set HF_HUB_OFFLINE=1 once the archive is downloaded"
         )
     if isinstance(error, errors.RevisionNotFoundError):
         return f"revision {revision!r} of {_REPO_ID} not found on the Hub; check the revision you asked for"

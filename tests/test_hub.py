@@ -125,6 +125,11 @@ def test_unreachable_hub_suggests_a_local_archive(tmp_path):
     assert_one_line_error(export_from_hub(tmp_path, closed_endpoint), "cannot reach the Hub", "--archive", "HF_HUB_OFFLINE=1")
 
 
+def test_offline_without_a_download_says_so(tmp_path, hub):
+    assert_one_line_error(export_from_hub(tmp_path, hub.url, HF_HUB_OFFLINE="1"), "HF_HUB_OFFLINE is set", "not downloaded yet")
+    assert hub.requests == []
+
+
 def test_interrupted_download_resumes_on_the_next_run(tmp_path):
     """huggingface_hub writes what it received in 10 MiB chunks, so the archive must span a few of them."""
     import synthetic_archive
