@@ -187,6 +187,10 @@ def index_archive(archive_file, archive_name: str) -> Tuple[Dict[str, _Annotatio
             annotations[sample_id] = annotation
         elif name.startswith(_AUDIO_PREFIX) and is_test_path(name[len(_AUDIO_PREFIX):]):
             audio_members[name[len(_AUDIO_PREFIX):]] = (member.offset_data, member.size)
+    if not annotations:
+        raise ArchiveError(
+            f"{archive_name}: no annotation of the test groups {' or '.join(_TEST_GROUPS)}; is this EmotionTalk's {_ARCHIVE_NAME}?"
+        )
     return annotations, audio_members
 
 

@@ -126,6 +126,8 @@ def verify(export_dir: Path, archive_path: Path) -> int:
     manifest_path = export_dir / MANIFEST_NAME
     if not manifest_path.is_file():
         raise ExportError(f"{manifest_path}: no manifest; run export_jsonl.py first")
+    if not archive_path.is_file():
+        raise ExportError(f"{archive_path}: no archive to verify against; pass --archive /path/to/{ARCHIVE_NAME}")
     problems, expected_lines, expected_wavs = [], [], set()
     for row in split_rows(archive_path):
         expected_lines.append(manifest_line(row["sample_id"], row["raw_transcription"], EMOTIONS[row["emotion"]]))

@@ -221,6 +221,12 @@ def test_non_tar_file_is_refused(tmp_path, datasets_cache):
     assert "not a readable tar archive" in load_error(tmp_path, datasets_cache)
 
 
+def test_archive_without_test_annotations_is_refused(tmp_path, datasets_cache):
+    outsider = Utterance("G00007", 1, 1, 1, "嗯。", "sad", 0.1)
+    write_archive(tmp_path / "Audio.tar", [annotation_member(outsider), audio_member(outsider)])
+    assert "no annotation of the test groups G00003 or G00015" in load_error(tmp_path, datasets_cache)
+
+
 def test_missing_archive_is_named(tmp_path, datasets_cache):
     message = load_error(tmp_path, datasets_cache)
     assert str(tmp_path / "Audio.tar") in message and "folder that holds Audio.tar" in message

@@ -158,6 +158,14 @@ def test_undecodable_audio_is_refused_on_export_and_caught_by_verify(tmp_path, s
     assert_one_line_error(result, f"Audio/wav/{broken.file_path} is not a readable WAV")
 
 
+def test_verify_without_an_export_or_archive_says_what_to_do(tmp_path, small_archive, capsys):
+    assert export_jsonl.main(["--datadir", str(tmp_path), "--verify"]) == 1
+    assert "no manifest; run export_jsonl.py first" in capsys.readouterr().err
+    assert export_jsonl.main(["--archive", str(small_archive[0] / "Audio.tar"), "--datadir", str(tmp_path)]) == 0
+    assert export_jsonl.main(["--datadir", str(tmp_path), "--verify"]) == 1
+    assert "no archive to verify against; pass --archive" in capsys.readouterr().err
+
+
 def test_demo_exports_and_verifies(tmp_path, capsys):
     assert export_jsonl.main(["--demo", "--datadir", str(tmp_path)]) == 0
     assert_exported(tmp_path / "emotiontalk", synthetic_archive.small_corpus())
