@@ -11,7 +11,7 @@ import json
 import os
 import re
 import tarfile
-from typing import Dict, Iterator, Optional, Tuple
+from typing import BinaryIO, Dict, Iterator, Optional, Tuple
 
 import datasets
 import huggingface_hub
@@ -165,7 +165,7 @@ def archive_fingerprint(archive_path: str) -> str:
     return f"{os.path.realpath(archive_path)}:{status.st_size}:{status.st_mtime_ns}"
 
 
-def index_archive(archive_file, archive_name: str) -> Tuple[Dict[str, _Annotation], Dict[str, Tuple[int, int]]]:
+def index_archive(archive_file: BinaryIO, archive_name: str) -> Tuple[Dict[str, _Annotation], Dict[str, Tuple[int, int]]]:
     """One pass over the tar headers: the test annotations by `sample_id`, and where each test WAV's bytes lie.
 
     Member data that is not needed (every WAV) is skipped by seeking, never read.
@@ -194,7 +194,7 @@ def index_archive(archive_file, archive_name: str) -> Tuple[Dict[str, _Annotatio
     return annotations, audio_members
 
 
-def iter_members(archive_file, archive_name: str) -> Iterator[Tuple[tarfile.TarInfo, str]]:
+def iter_members(archive_file: BinaryIO, archive_name: str) -> Iterator[Tuple[tarfile.TarInfo, str]]:
     """The archive's files with their checked names, folders left out; the whole archive must be there."""
     archive_size = archive_file.seek(0, os.SEEK_END)
     archive_file.seek(0)
@@ -234,7 +234,7 @@ def checked_member_name(member: tarfile.TarInfo, archive_name: str) -> str:
     raise ArchiveError(f"{archive_name}: member {member.name} {problem}; refusing the archive, download it again")
 
 
-def check_end_of_archive(archive_file, end_offset: int, archive_name: str) -> None:
+def check_end_of_archive(archive_file: BinaryIO, end_offset: int, archive_name: str) -> None:
     """tarfile stops quietly at a truncated header; a complete tar ends with two zero blocks."""
     archive_file.seek(end_offset)
     end_blocks = archive_file.read(2 * tarfile.BLOCKSIZE)
@@ -244,7 +244,7 @@ def check_end_of_archive(archive_file, end_offset: int, archive_name: str) -> No
         )
 
 
-def read_member(archive_file, location: Tuple[int, int], archive_name: str) -> bytes:
+def read_member(archive_file: BinaryIO, location: Tuple[int, int], archive_name: str) -> bytes:
     offset, size = location
     archive_file.seek(offset)
     data = archive_file.read(size)
@@ -299,7 +299,7 @@ def sample_id_of(annotation: _Annotation, archive_name: str) -> str:
     return sample_id
 
 
-def hub_file_metadata(revision: str = "main", token=None) -> huggingface_hub.HfFileMetadata:
+def hub_file_metadata(revision: str = "main", token: Optional[str] = None) -> huggingface_hub.HfFileMetadata:
     """What the Hub announces for Audio.tar (size, sha256 as ETag); fails with one clear line when it cannot."""
     url = huggingface_hub.hf_hub_url(_REPO_ID, _ARCHIVE_NAME, repo_type="dataset", revision=revision)
     try:
@@ -308,7 +308,7 @@ def hub_file_metadata(revision: str = "main", token=None) -> huggingface_hub.HfF
         raise ArchiveError(hub_error_message(error, revision, token)) from None
 
 
-def download_archive(revision: str = "main", local_dir: Optional[str] = None, token=None) -> str:
+def download_archive(revision: str = "main", local_dir: Optional[str] = None, token: Optional[str] = None) -> str:
     """Audio.tar from the Hub, resuming a partial download, checked against the size and sha256 the Hub announces.
 
     Without `local_dir` it lands in the Hugging Face cache. A file that fails the check is deleted.
@@ -351,7 +351,7 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def hub_error_message(error: Exception, revision: str, token=None) -> str:
+def hub_error_message(error: Exception, revision: str, token: Optional[str] = None) -> str:
     """One line that says what went wrong with the Hub and what to do about it."""
     errors = huggingface_hub.errors
     if isinstance(error, requests.exceptions.ChunkedEncodingError):
