@@ -142,8 +142,14 @@ def verify(export_dir: Path, archive_path: Path) -> int:
                 soundfile.read(str(wav_path))
             except soundfile.SoundFileError as error:
                 problems.append(f"{wav_path}: does not decode ({error})")
-    if manifest_path.read_bytes() != "".join(expected_lines).encode("utf-8"):
-        problems.append(f"{manifest_path}: differs from the manifest of the archive's test split")
+    manifest_lines = manifest_path.read_bytes().splitlines(keepends=True)
+    expected_manifest_lines = "".join(expected_lines).encode("utf-8").splitlines(keepends=True)
+    if manifest_lines != expected_manifest_lines:
+        line = next(
+            (number for number, (actual, expected) in enumerate(zip(manifest_lines, expected_manifest_lines), 1) if actual != expected),
+            min(len(manifest_lines), len(expected_manifest_lines)) + 1,
+        )
+        problems.append(f"{manifest_path}: line {line} differs from the manifest of the archive's test split")
     problems += [f"{path}: stray WAV, not in the manifest" for path in sorted(audio_dir.glob("*.wav")) if path.name not in expected_wavs]
     for problem in problems:
         print(problem)
@@ -313,7 +319,7 @@ def print_summary(summary: dict, export_dir: Path, archive_path: Path, written: 
     print(f"  {'group':<12}{'rows':>6}")
     for group, count in sorted(summary["group"].items()):
         print(f"  {group:<12}{count:>6}")
-    print(f"  {'total':<12}{rows:>6}   {summary['seconds'] / 3600:.2f} hours of audio")
+    print(f"  {'total':<12}{rows:>6}   {summary['seconds'] / 3600:.2f} hours of audio ({summary['seconds']:.0f} s)")
     print(f"  manifest    {export_dir / MANIFEST_NAME}")
     print(f"  audio       {export_dir / 'audio' / 'zh'}  ({rows} WAVs, {written} written this run)")
     print(f"  archive     {archive_path}")

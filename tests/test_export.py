@@ -136,9 +136,17 @@ def test_verify_catches_an_edited_manifest(tmp_path, small_archive, capsys):
     args = ["--archive", str(data_dir / "Audio.tar"), "--datadir", str(tmp_path)]
     assert export_jsonl.main(args) == 0
     manifest = tmp_path / "emotiontalk" / "zh-en.jsonl"
-    manifest.write_bytes(manifest.read_bytes().replace(b'"tgt_ref": null', b'"tgt_ref": ""', 1))
+    original = manifest.read_bytes()
+    lines = original.splitlines(keepends=True)
+    manifest.write_bytes(b"".join(lines[:2]) + lines[2].replace(b'"tgt_ref": null', b'"tgt_ref": ""') + b"".join(lines[3:]))
     assert export_jsonl.main([*args, "--verify"]) == 1
-    assert "differs from the manifest of the archive's test split" in capsys.readouterr().out
+    assert "zh-en.jsonl: line 3 differs from the manifest of the archive's test split" in capsys.readouterr().out
+    manifest.write_bytes(original + lines[0])
+    assert export_jsonl.main([*args, "--verify"]) == 1
+    assert f"zh-en.jsonl: line {len(lines) + 1} differs" in capsys.readouterr().out
+    manifest.write_bytes(original.rstrip(b"\n"))
+    assert export_jsonl.main([*args, "--verify"]) == 1
+    assert f"zh-en.jsonl: line {len(lines)} differs" in capsys.readouterr().out
 
 
 def test_undecodable_audio_is_refused_on_export_and_caught_by_verify(tmp_path, small_archive, test_utterances, capsys):
