@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+import synthetic_archive
 from conftest import BUILDER_SCRIPT
 from stand_in_hub import GOOD_TOKEN, StandInHub
 from test_export import EXPORTER, assert_exported, assert_one_line_error
@@ -55,8 +56,6 @@ def load_from_hub(tmp_path, endpoint, mode, **env_options):
 
 
 def expected_rows(utterances):
-    import synthetic_archive
-
     return [[u.sample_id, synthetic_archive.EMOTIONS.index(u.emotion), hashlib.sha256(synthetic_archive.wav_bytes(u)).hexdigest()]
             for u in sorted(utterances, key=lambda u: u.sample_id) if u.is_test]
 
@@ -132,8 +131,6 @@ def test_offline_without_a_download_says_so(tmp_path, hub):
 
 def test_interrupted_download_resumes_on_the_next_run(tmp_path):
     """huggingface_hub writes what it received in 10 MiB chunks, so the archive must span a few of them."""
-    import synthetic_archive
-
     corpus = synthetic_archive.make_corpus({"G00001": 10, "G00003": 20, "G00015": 10}, {"happy": 1, "sad": 1}, mean_seconds=9.0)
     archive_path = synthetic_archive.write_archive(tmp_path / "Audio.tar", synthetic_archive.corpus_members(corpus))
     with StandInHub(archive_path.read_bytes()) as hub:
