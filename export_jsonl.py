@@ -134,13 +134,15 @@ def verify(export_dir: Path, archive_path: Path) -> int:
         expected_wavs.add(wav_path.name)
         if not wav_path.is_file():
             problems.append(f"{wav_path}: missing")
-        elif not file_has_bytes(wav_path, row["audio"]["bytes"]):
+            continue
+        wav_bytes = wav_path.read_bytes()
+        if wav_bytes != row["audio"]["bytes"]:
             problems.append(f"{wav_path}: differs from its archive member {row['file_path']}")
-        else:
-            try:
-                soundfile.read(str(wav_path))
-            except soundfile.SoundFileError as error:
-                problems.append(f"{wav_path}: does not decode ({error})")
+            continue
+        try:
+            soundfile.read(io.BytesIO(wav_bytes))
+        except soundfile.SoundFileError as error:
+            problems.append(f"{wav_path}: does not decode ({error})")
     manifest_lines = manifest_path.read_bytes().splitlines(keepends=True)
     expected_manifest_lines = "".join(expected_lines).encode("utf-8").splitlines(keepends=True)
     if manifest_lines != expected_manifest_lines:
