@@ -8,8 +8,9 @@
 Each is a fresh process, timed wall-clock, its memory sampled every 10 ms over its whole process tree: peak
 anonymous memory (`RssAnon`: the program's own heap; pages of memory-mapped Arrow files and of the page cache
 are not counted) and, beside it, plain peak RSS. The archive is read once before the runs, so that each finds it
-in the page cache; outputs go to fresh folders on the same disk, and `sync` runs before each measurement so that
-no run pays for writing back another's output. Each is repeated (--repeats) and the median shown.
+in the page cache; every run writes to a fresh folder on the same disk, nothing is deleted before the last run,
+and `sync` runs before each measurement so that no run pays for writing back another's output. Each is repeated
+(--repeats) and the median shown.
 
     python bench/run.py /tmp/bench/Audio.tar [--workdir /tmp/bench/work]
 """
@@ -34,6 +35,7 @@ sys.path.insert(0, str(PROJECT_DIR))
 from export_jsonl import manifest_line  # noqa: E402
 
 TEST_AUDIO_PREFIXES = ("Audio/wav/G00003/", "Audio/wav/G00015/")
+RUN_NAMES = ("(a) floor: tarfile copy", "(b) export, cold", "(c) export, warm re-run")
 
 
 def floor(archive_path: Path, out_dir: Path) -> None:
@@ -109,7 +111,7 @@ def machine_description() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("archive", type=Path, help="an Audio.tar, e.g. from bench/make_archive.py")
-    parser.add_argument("--workdir", type=Path, help="scratch folder for outputs and caches (default: a temporary one)")
+    parser.add_argument("--workdir", type=Path, help="keep outputs and caches in a new folder inside this one (default: a temporary folder, deleted at the end)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each; the table shows the median (default 3)")
     parser.add_argument("--floor", type=Path, metavar="OUT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -117,28 +119,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.floor:
         floor(archive_path, args.floor)
         return 0
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="emotiontalk-bench-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "HF_HOME": str(workdir / "hf-home"), "HF_DATASETS_CACHE": str(workdir / "datasets-cache"),
-           "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    # A folder of its own for every run, and nothing deleted until the end: right after thousands of files were
+    # deleted, ext4 creates new ones slowly (it checks each recently freed inode), which would tax whichever run
+    # came next.
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="emotiontalk-bench-", dir=args.workdir))
     read_through(archive_path)
-    export_command = [sys.executable, str(PROJECT_DIR / "export_jsonl.py"), "--archive", str(archive_path),
-                      "--datadir", str(workdir / "export")]
-    runs = {
-        "(a) floor: tarfile copy": [sys.executable, __file__, str(archive_path), "--floor", str(workdir / "floor")],
-        "(b) export, cold": export_command,
-        "(c) export, warm re-run": export_command,
-    }
-    results = {name: [] for name in runs}
-    for _ in range(args.repeats):
-        for output in ("floor", "export", "hf-home", "datasets-cache"):
-            shutil.rmtree(workdir / output, ignore_errors=True)
-        for name, command in runs.items():
-            results[name].append(measure(command, env, workdir / f"{name[1]}.log"))
+    results = {name: [] for name in RUN_NAMES}
+    for repeat in range(args.repeats):
+        run_dir = workdir / f"run-{repeat}"
+        run_dir.mkdir()
+        env = {**os.environ, "HF_HOME": str(run_dir / "hf-home"), "HF_DATASETS_CACHE": str(run_dir / "datasets-cache"),
+               "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+        export_command = [sys.executable, str(PROJECT_DIR / "export_jsonl.py"), "--archive", str(archive_path),
+                          "--datadir", str(run_dir / "export")]
+        floor_command = [sys.executable, __file__, str(archive_path), "--floor", str(run_dir / "floor")]
+        for name, command in zip(RUN_NAMES, (floor_command, export_command, export_command)):
+            results[name].append(measure(command, env, run_dir / f"{name[1]}.log"))
+        exported = run_dir / "export" / "emotiontalk"
+        if (exported / "zh-en.jsonl").read_bytes() != (run_dir / "floor" / "zh-en.jsonl").read_bytes():
+            sys.exit(f"the export's manifest differs from the floor's in {run_dir}")
     results = {name: median_run(measured) for name, measured in results.items()}
-    exported = workdir / "export" / "emotiontalk"
-    if (exported / "zh-en.jsonl").read_bytes() != (workdir / "floor" / "zh-en.jsonl").read_bytes():
-        sys.exit("the export's manifest differs from the floor's")
     test_audio_mb = sum(path.stat().st_size for path in (exported / "audio" / "zh").iterdir()) / 1e6
     floor_seconds = results["(a) floor: tarfile copy"]["seconds"]
     print(f"archive: {archive_path} ({archive_path.stat().st_size / 1e9:.2f} GB), test audio {test_audio_mb:.1f} MB "
@@ -153,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ntargets: (b) at most 1.5x (a): {cold['seconds'] / floor_seconds:.2f}x; "
           f"(c) at most 0.25x (a): {warm['seconds'] / floor_seconds:.2f}x; "
           f"(b) peak anonymous memory under 500 MB: {cold['peak_anon_mb']:.0f} MB")
-    if not args.workdir:
+    if args.workdir:
+        print(f"outputs kept in {workdir}")
+    else:
         shutil.rmtree(workdir)
     return 0
 
