@@ -199,7 +199,7 @@ def split_rows(archive_path: Path) -> Iterator[dict]:
     check_datasets_version()
     # Importing datasets makes some 100,000 objects that live as long as the process (pandas, pyarrow, aiohttp).
     # The garbage collector would walk them again and again while they are made, and once more at exit, and
-    # free none: 0.25 s of a 2.5 s export (bench/run.py). Frozen, they are left out of every collection.
+    # free none: 0.25 s of a 2.5 s export of the bench/ archive. Frozen, they are left out of every collection.
     gc.disable()
     import datasets
 

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("archive", type=Path, help="an Audio.tar, e.g. from bench/make_archive.py")
     parser.add_argument("--workdir", type=Path, help="keep outputs and caches in a new folder inside this one (default: a temporary folder, deleted at the end)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each; the table shows the median (default 3)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each, for medians (default 3)")
     parser.add_argument("--floor", type=Path, metavar="OUT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     archive_path = args.archive.resolve()
