@@ -36,7 +36,8 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from export_jsonl import manifest_line  # noqa: E402
 
-TEST_AUDIO_PREFIXES = ("Audio/wav/G00003/", "Audio/wav/G00015/")
+TEST_PATH_PREFIXES = ("G00003/", "G00015/")
+TEST_AUDIO_PREFIXES = tuple(f"Audio/wav/{prefix}" for prefix in TEST_PATH_PREFIXES)
 RUN_NAMES = ("(a) floor: tarfile copy", "(b) export, cold", "(c) export, warm re-run")
 
 
@@ -49,7 +50,7 @@ def floor(archive_path: Path, out_dir: Path) -> None:
         for member in archive:
             if member.name.endswith(".json"):
                 record = json.loads(archive.extractfile(member).read())
-                if record.get("file_path", "").startswith(("G00003/", "G00015/")):
+                if record.get("file_path", "").startswith(TEST_PATH_PREFIXES):
                     rows[record["file_path"].rsplit("/", 1)[-1][: -len(".wav")]] = record
             elif member.isfile() and member.name.startswith(TEST_AUDIO_PREFIXES):
                 (audio_dir / member.name.rsplit("/", 1)[-1]).write_bytes(archive.extractfile(member).read())
