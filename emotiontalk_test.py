@@ -10,12 +10,13 @@ import hashlib
 import json
 import os
 import re
+import sys
 import tarfile
-from typing import BinaryIO, Dict, Iterator, Optional, Tuple
+from typing import BinaryIO, Dict, Iterator, NoReturn, Optional, Tuple
 
 import datasets
 import huggingface_hub
-import requests
+import huggingface_hub.file_download
 from tqdm.auto import tqdm
 
 _CITATION = """\
@@ -45,6 +46,15 @@ _TEST_GROUPS = ("G00003", "G00015")
 _EMOTIONS = ["angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised"]
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _ACCESS_HINT = f"accept the conditions at {_HOMEPAGE}, then run `hf auth login` or set HF_TOKEN"
+_LOCAL_COPY_HINT = "pass a local copy (--archive, or data_dir= to load_dataset)"
+# Transport errors of the HTTP clients huggingface_hub may use: requests (0.x), httpx (1.x), httpx2 (2.x).
+_HTTPX_MODULES = ("httpx", "httpx2")
+_BODY_CUT_SHORT = ("requests.exceptions.ChunkedEncodingError",) + tuple(
+    f"{module}.{name}" for module in _HTTPX_MODULES for name in ("RemoteProtocolError", "ReadError")
+)
+_NO_CONNECTION = ("requests.exceptions.ConnectionError", "requests.exceptions.Timeout") + tuple(
+    f"{module}.{name}" for module in _HTTPX_MODULES for name in ("ConnectError", "TimeoutException")
+)
 
 logger = datasets.logging.get_logger(__name__)
 
@@ -305,35 +315,99 @@ def hub_file_metadata(revision: str = "main", token: Optional[str] = None) -> hu
     try:
         return huggingface_hub.get_hf_file_metadata(url, token=token)
     except Exception as error:
-        raise ArchiveError(hub_error_message(error, revision, token)) from None
+        raise_hub_error(error, revision, token)
 
 
-def download_archive(revision: str = "main", local_dir: Optional[str] = None, token: Optional[str] = None) -> str:
-    """Audio.tar from the Hub, resuming a partial download, checked against the size and sha256 the Hub announces.
-
-    Without `local_dir` it lands in the Hugging Face cache. A file that fails the check is deleted.
-    """
+def download_archive(revision: str = "main", token: Optional[str] = None) -> str:
+    """Audio.tar in the Hugging Face cache, downloaded first if need be, checked against the size and sha256 that
+    the Hub announces. A file that fails the check is deleted."""
     expected = None if huggingface_hub.constants.HF_HUB_OFFLINE else hub_file_metadata(revision, token)
     try:
-        archive_path = huggingface_hub.hf_hub_download(
-            _REPO_ID, _ARCHIVE_NAME, repo_type="dataset", revision=revision, local_dir=local_dir, token=token
-        )
+        archive_path = huggingface_hub.hf_hub_download(_REPO_ID, _ARCHIVE_NAME, repo_type="dataset", revision=revision, token=token)
     except Exception as error:
-        raise ArchiveError(hub_error_message(error, revision, token)) from None
+        raise_hub_error(error, revision, token)
     if expected is not None:
         verify_download(archive_path, expected.size, expected.etag)
     return archive_path
 
 
-def verify_download(archive_path: str, expected_size: Optional[int], expected_sha256: str) -> None:
+def fetch_archive(archive_path: str, revision: str = "main", token: Optional[str] = None) -> None:
+    """Put Audio.tar at `archive_path`, checked against the size and sha256 that the Hub announces.
+
+    A file already there is checked and kept. An archive in the Hugging Face cache (from an earlier `load_dataset`)
+    becomes a hard link, so the archive lies once on disk (a copy where a link cannot be made); offline, it is
+    checked against the cache's own record, its blob's name. Anything else is downloaded beside `archive_path`,
+    and a download cut short by an earlier run resumes where it stopped: huggingface_hub 1.x and later delete
+    their partial files when a download fails, so the partial file here is ours and huggingface_hub only fills it.
+    """
+    offline = huggingface_hub.constants.HF_HUB_OFFLINE
+    expected = None if offline else hub_file_metadata(revision, token)
+    if os.path.isfile(archive_path):
+        if expected is not None:
+            verify_download(archive_path, expected.size, expected.etag)
+        return
+    cached = huggingface_hub.try_to_load_from_cache(_REPO_ID, _ARCHIVE_NAME, revision=revision, repo_type="dataset")
+    cached_sha256 = os.path.basename(os.path.realpath(cached)) if isinstance(cached, str) else None
+    if cached_sha256 is not None and (expected is None or cached_sha256 == expected.etag):
+        verify_download(cached, None if expected is None else expected.size, cached_sha256,
+                        record="the Hub announces" if expected else "the Hugging Face cache records")
+        link_or_copy(os.path.realpath(cached), archive_path)
+    elif expected is None:
+        raise ArchiveError(offline_message())
+    else:
+        partial_path = os.path.join(os.path.dirname(archive_path), f".{_ARCHIVE_NAME}.incomplete")
+        resume_download(partial_path, revision, token, expected.size)
+        verify_download(partial_path, expected.size, expected.etag)
+        os.replace(partial_path, archive_path)
+
+
+def resume_download(partial_path: str, revision: str, token: Optional[str], expected_size: Optional[int]) -> None:
+    """Append the rest of Audio.tar to `partial_path`; huggingface_hub asks for it by HTTP range and shows progress."""
+    url = huggingface_hub.hf_hub_url(_REPO_ID, _ARCHIVE_NAME, repo_type="dataset", revision=revision)
+    os.makedirs(os.path.dirname(partial_path), exist_ok=True)
+    with open(partial_path, "ab") as partial_file:
+        try:
+            huggingface_hub.file_download.http_get(
+                url,
+                partial_file,
+                resume_size=partial_file.tell(),
+                headers=huggingface_hub.utils.build_hf_headers(token=token),
+                expected_size=expected_size,
+                displayed_filename=_ARCHIVE_NAME,
+            )
+        except Exception as error:
+            raise_hub_error(error, revision, token)
+
+
+def link_or_copy(source_path: str, archive_path: str) -> None:
+    """A hard link to `source_path`, or a copy with a progress bar across filesystems; renamed into place."""
+    temporary = os.path.join(os.path.dirname(archive_path), f".{_ARCHIVE_NAME}.link.tmp")
+    os.makedirs(os.path.dirname(archive_path), exist_ok=True)
+    if os.path.lexists(temporary):
+        os.remove(temporary)
+    try:
+        os.link(source_path, temporary)
+    except OSError:
+        with open(source_path, "rb") as source, open(temporary, "wb") as copy, tqdm(
+            total=os.path.getsize(source_path), unit="B", unit_scale=True, desc=f"Copying {_ARCHIVE_NAME} from the cache"
+        ) as progress:
+            while chunk := source.read(1 << 22):
+                copy.write(chunk)
+                progress.update(len(chunk))
+    os.replace(temporary, archive_path)
+
+
+def verify_download(
+    archive_path: str, expected_size: Optional[int], expected_sha256: str, record: str = "the Hub announces"
+) -> None:
     size = os.path.getsize(archive_path)
     problem = None
     if expected_size is not None and size != expected_size:
-        problem = f"has {size} bytes, the Hub announces {expected_size}"
+        problem = f"has {size} bytes, {record} {expected_size}"
     elif re.fullmatch(r"[0-9a-f]{64}", expected_sha256 or ""):
         sha256 = file_sha256(archive_path)
         if sha256 != expected_sha256:
-            problem = f"has sha256 {sha256}, the Hub announces {expected_sha256}"
+            problem = f"has sha256 {sha256}, {record} {expected_sha256}"
     if problem:
         for path in {archive_path, os.path.realpath(archive_path)}:
             os.remove(path)
@@ -351,21 +425,28 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def hub_error_message(error: Exception, revision: str, token: Optional[str] = None) -> str:
-    """One line that says what went wrong with the Hub and what to do about it."""
+def raise_hub_error(error: Exception, revision: str, token: Optional[str]) -> NoReturn:
+    """Turn a failure of huggingface_hub into one clear line; an unforeseen one keeps its cause for debugging."""
+    message = hub_error_message(error, revision, token)
+    if message is None:
+        raise ArchiveError(f"the Hub failed to serve {_REPO_ID}/{_ARCHIVE_NAME}: {str(error).splitlines()[0]}") from error
+    raise ArchiveError(message) from None
+
+
+def hub_error_message(error: Exception, revision: str, token: Optional[str] = None) -> Optional[str]:
+    """One line that says what went wrong with the Hub and what to do about it; None for a failure not foreseen."""
     errors = huggingface_hub.errors
-    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+    if isinstance(error, http_client_errors(_BODY_CUT_SHORT)):
         return (
             f"the download of {_REPO_ID}/{_ARCHIVE_NAME} was interrupted ({str(error).splitlines()[0][:120]}); "
             f"run the same command again to resume where it stopped"
         )
-    local_copy_hint = "pass a local copy (--archive, or data_dir= to load_dataset)"
     if huggingface_hub.constants.HF_HUB_OFFLINE:
-        return f"HF_HUB_OFFLINE is set and {_REPO_ID}/{_ARCHIVE_NAME} is not downloaded yet; unset it to download, or {local_copy_hint}"
-    if isinstance(error, (errors.LocalEntryNotFoundError, requests.ConnectionError, requests.Timeout)):
+        return offline_message()
+    if isinstance(error, (errors.LocalEntryNotFoundError, *http_client_errors(_NO_CONNECTION))):
         return (
             f"cannot reach the Hub at {huggingface_hub.constants.ENDPOINT} for {_REPO_ID}/{_ARCHIVE_NAME} and it is not "
-            f"downloaded yet; {local_copy_hint}, or set HF_HUB_OFFLINE=1 once the archive is downloaded"
+            f"downloaded yet; {_LOCAL_COPY_HINT}, or set HF_HUB_OFFLINE=1 once the archive is downloaded"
         )
     if isinstance(error, errors.RevisionNotFoundError):
         return f"revision {revision!r} of {_REPO_ID} not found on the Hub; check the revision you asked for"
@@ -376,4 +457,20 @@ def hub_error_message(error: Exception, revision: str, token: Optional[str] = No
         if (token or huggingface_hub.get_token()) is None:
             return f"{_REPO_ID} is gated and no Hub token was found: {_ACCESS_HINT}"
         return f"your Hub token has no access to the gated {_REPO_ID} (HTTP {status}): {_ACCESS_HINT}"
-    return f"the Hub failed to serve {_REPO_ID}/{_ARCHIVE_NAME}: {str(error).splitlines()[0]}"
+    return None
+
+
+def offline_message() -> str:
+    return f"HF_HUB_OFFLINE is set and {_REPO_ID}/{_ARCHIVE_NAME} is not downloaded yet; unset it to download, or {_LOCAL_COPY_HINT}"
+
+
+def http_client_errors(qualified_names: Tuple[str, ...]) -> Tuple[type, ...]:
+    """The named exception classes of the HTTP clients already imported. An error raised by a client means that
+    client was imported, so none has to be imported here: each environment has only the one its hub uses."""
+    classes = []
+    for qualified_name in qualified_names:
+        module_name, _, class_name = qualified_name.rpartition(".")
+        error_class = getattr(sys.modules.get(module_name), class_name, None)
+        if error_class is not None:
+            classes.append(error_class)
+    return tuple(classes)

@@ -187,7 +187,7 @@ def archive_for(args: argparse.Namespace, download: bool) -> Path:
         check_datasets_version()
         import emotiontalk_test
 
-        return Path(emotiontalk_test.download_archive(revision=args.revision, local_dir=str(raw_dir)))
+        emotiontalk_test.fetch_archive(str(raw_dir / ARCHIVE_NAME), revision=args.revision)
     return raw_dir / ARCHIVE_NAME
 
 

@@ -7,7 +7,9 @@ are used as they are: point them at it with `HF_ENDPOINT`.
 
 Modes: "normal"; "gated" (no token or an unknown one: 401 GatedRepo); "forbidden" (a token that has not been
 granted access: 403 GatedRepo); "not_found" (the file is missing: 404 EntryNotFound); "drop" (every `GET` of the
-file stops after `drop_after` bytes of its body); "bad_checksum" (the bytes served differ from the sha256 announced).
+file stops after `drop_after` bytes of its body); "outage" (the connection breaks for good once `drop_after` bytes
+of the file have been sent, counted over all `GET`s); "bad_checksum" (the bytes served differ from the sha256
+announced); "server_error" (every request answers 400, which no client retries and nothing here expects).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class StandInHub:
         self.sha256 = hashlib.sha256(content).hexdigest()
         self.mode = "normal"
         self.drop_after = 0
+        self.body_bytes_sent = 0
         self.requests: list[tuple[str, str, dict]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -77,6 +80,9 @@ def _handler_for(hub: StandInHub):
             path = unquote(urlsplit(self.path).path)
             hub.requests.append((self.command, path, {k.lower(): v for k, v in self.headers.items()}))
             if not self._authorized():
+                return
+            if hub.mode == "server_error":
+                self._error(400, None, "The stand-in Hub was asked to fail")
                 return
             if match := resolve_path.match(path):
                 self._resolve(*match.groups(), send_body=send_body)
@@ -131,13 +137,18 @@ def _handler_for(hub: StandInHub):
             self.end_headers()
             if not send_body:
                 return
-            if hub.mode == "drop":
-                self.wfile.write(content[start : start + hub.drop_after])
-                self.wfile.flush()
+            if hub.mode in ("drop", "outage"):
+                budget = hub.drop_after - (hub.body_bytes_sent if hub.mode == "outage" else 0)
+                self._send_body(content[start : start + max(0, budget)])
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True
                 return
-            self.wfile.write(content[start:end])
+            self._send_body(content[start:end])
+
+        def _send_body(self, body: bytes) -> None:
+            self.wfile.write(body)
+            self.wfile.flush()
+            hub.body_bytes_sent += len(body)
 
         def _repo_info(self, revision: str) -> None:
             if self._known_revision(revision):

@@ -87,6 +87,30 @@ def test_load_dataset_from_the_hub(tmp_path, hub, mode):
         assert any(headers.get("range") for _, path, headers in hub.requests if "/resolve/" in path)
 
 
+@pytest.mark.parametrize("offline", [False, True])
+def test_export_links_the_archive_that_load_dataset_cached(tmp_path, hub, offline):
+    assert load_from_hub(tmp_path, hub.url, "build").returncode == 0
+    blob = tmp_path / "hf-home" / "hub" / "datasets--BAAI--Emotiontalk" / "blobs" / hub.sha256
+    hub.requests.clear()
+    result = export_from_hub(tmp_path, hub.url, **({"HF_HUB_OFFLINE": "1"} if offline else {}))
+    assert result.returncode == 0, result.stderr
+    assert hub.ranges_requested() == []
+    assert len(hub.requests) == (0 if offline else 1)
+    archive_path = tmp_path / "h2t" / "emotiontalk" / "raw" / "Audio.tar"
+    assert archive_path.stat().st_ino == blob.stat().st_ino and blob.stat().st_nlink == 2
+    assert_exported(tmp_path / "h2t" / "emotiontalk", hub.utterances)
+
+
+def test_a_damaged_cached_archive_is_not_linked(tmp_path, hub):
+    assert load_from_hub(tmp_path, hub.url, "build").returncode == 0
+    blob = tmp_path / "hf-home" / "hub" / "datasets--BAAI--Emotiontalk" / "blobs" / hub.sha256
+    damaged = bytearray(blob.read_bytes())
+    damaged[-1] ^= 0xFF
+    blob.write_bytes(damaged)
+    assert_one_line_error(export_from_hub(tmp_path, hub.url, HF_HUB_OFFLINE="1"), "the Hugging Face cache records", "it was deleted")
+    assert not blob.exists() and not (tmp_path / "h2t" / "emotiontalk" / "raw" / "Audio.tar").exists()
+
+
 def test_gated_without_token(tmp_path, hub):
     hub.mode = "gated"
     assert_one_line_error(export_from_hub(tmp_path, hub.url, token=None), "is gated and no Hub token was found", ACCESS_HINT)
@@ -129,12 +153,42 @@ def test_offline_without_a_download_says_so(tmp_path, hub):
     assert hub.requests == []
 
 
-def test_interrupted_download_resumes_on_the_next_run(tmp_path):
-    """huggingface_hub writes what it received in 10 MiB chunks, so the archive must span a few of them."""
+@pytest.fixture
+def large_archive(tmp_path):
+    """An archive of 31 MB: huggingface_hub writes what it received in 10 MiB chunks, so it must span a few."""
     corpus = synthetic_archive.make_corpus({"G00001": 10, "G00003": 20, "G00015": 10}, {"happy": 1, "sad": 1}, mean_seconds=9.0)
     archive_path = synthetic_archive.write_archive(tmp_path / "Audio.tar", synthetic_archive.corpus_members(corpus))
-    with StandInHub(archive_path.read_bytes()) as hub:
+    return archive_path.read_bytes(), corpus
+
+
+def assert_resumed_never_restarted(hub):
+    """Every GET of the archive after the first asks for the rest, from no earlier than the one before it."""
+    first, *resumed = hub.ranges_requested()
+    starts = [int(header.removeprefix("bytes=").removesuffix("-")) for header in resumed]
+    assert first == "" and resumed and all(header == f"bytes={start}-" for header, start in zip(resumed, starts))
+    assert 0 < starts[0] and starts == sorted(starts)
+
+
+def test_cut_connections_resume_until_the_download_is_complete(tmp_path, large_archive):
+    """huggingface_hub 0.x stops at a cut and the next run resumes; 1.x and later resume within the same run."""
+    content, corpus = large_archive
+    with StandInHub(content) as hub:
         hub.mode, hub.drop_after = "drop", 25_000_000
+        for _ in range(3):
+            result = export_from_hub(tmp_path, hub.url)
+            if result.returncode == 0:
+                break
+            assert_one_line_error(result, "was interrupted", "run the same command again to resume")
+        assert result.returncode == 0, result.stderr
+        assert_resumed_never_restarted(hub)
+        assert (tmp_path / "h2t" / "emotiontalk" / "raw" / "Audio.tar").read_bytes() == content
+        assert_exported(tmp_path / "h2t" / "emotiontalk", corpus)
+
+
+def test_lasting_outage_says_interrupted_and_the_next_run_resumes(tmp_path, large_archive):
+    content, corpus = large_archive
+    with StandInHub(content) as hub:
+        hub.mode, hub.drop_after = "outage", 25_000_000
         first = export_from_hub(tmp_path, hub.url)
         assert_one_line_error(first, "was interrupted", "run the same command again to resume")
         raw_dir = tmp_path / "h2t" / "emotiontalk" / "raw"
@@ -146,8 +200,17 @@ def test_interrupted_download_resumes_on_the_next_run(tmp_path):
         second = export_from_hub(tmp_path, hub.url)
         assert second.returncode == 0, second.stderr
         assert hub.ranges_requested()[-1] == f"bytes={kept}-"
+        assert_resumed_never_restarted(hub)
         assert (raw_dir / "Audio.tar").read_bytes() == hub.content
         assert_exported(tmp_path / "h2t" / "emotiontalk", corpus)
+
+
+def test_unforeseen_hub_failure_is_one_line_and_keeps_its_cause(tmp_path, hub):
+    hub.mode = "server_error"
+    assert_one_line_error(export_from_hub(tmp_path, hub.url), "the Hub failed to serve BAAI/Emotiontalk/Audio.tar")
+    result = load_from_hub(tmp_path, hub.url, "build")
+    assert "ArchiveError: the Hub failed to serve" in result.stderr
+    assert "The above exception was the direct cause of the following exception" in result.stderr
 
 
 def test_checksum_mismatch_deletes_the_download(tmp_path, hub):
