@@ -383,18 +383,26 @@ def link_or_copy(source_path: str, archive_path: str) -> None:
     """A hard link to `source_path`, or a copy with a progress bar across filesystems; renamed into place."""
     temporary = os.path.join(os.path.dirname(archive_path), f".{_ARCHIVE_NAME}.link.tmp")
     os.makedirs(os.path.dirname(archive_path), exist_ok=True)
-    if os.path.lexists(temporary):
+    if os.path.lexists(temporary):  # left by a run that was killed
         os.remove(temporary)
     try:
-        os.link(source_path, temporary)
-    except OSError:
-        with open(source_path, "rb") as source, open(temporary, "wb") as copy, tqdm(
-            total=os.path.getsize(source_path), unit="B", unit_scale=True, desc=f"Copying {_ARCHIVE_NAME} from the cache"
-        ) as progress:
-            while chunk := source.read(1 << 22):
-                copy.write(chunk)
-                progress.update(len(chunk))
-    os.replace(temporary, archive_path)
+        try:
+            os.link(source_path, temporary)
+        except OSError:  # another filesystem, or one without hard links
+            copy_with_progress(source_path, temporary)
+        os.replace(temporary, archive_path)
+    finally:
+        if os.path.lexists(temporary):
+            os.remove(temporary)
+
+
+def copy_with_progress(source_path: str, destination_path: str) -> None:
+    with open(source_path, "rb") as source, open(destination_path, "wb") as copy, tqdm(
+        total=os.path.getsize(source_path), unit="B", unit_scale=True, desc=f"Copying {_ARCHIVE_NAME} from the cache"
+    ) as progress:
+        while chunk := source.read(1 << 22):
+            copy.write(chunk)
+            progress.update(len(chunk))
 
 
 def verify_download(

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import gc
 import hashlib
 import importlib.metadata
 import io
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -27,13 +29,41 @@ from typing import Iterator
 PROJECT_DIR = Path(__file__).resolve().parent
 BUILDER_SCRIPT = PROJECT_DIR / "emotiontalk_test.py"
 DATASET_ID = "emotiontalk"
+SOURCE_LANGUAGE, TARGET_LANGUAGE = "zh", "en"
+AUDIO_DIR = Path("audio") / SOURCE_LANGUAGE  # inside the export folder, and so in every manifest row's src_audio
+MANIFEST_NAME = f"{SOURCE_LANGUAGE}-{TARGET_LANGUAGE}.jsonl"
 ARCHIVE_NAME = "Audio.tar"
-MANIFEST_NAME = "zh-en.jsonl"
 STATE_NAME = ".export-state.json"
 
 
 class ExportError(Exception):
     """A problem the user can fix; printed as one line."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM, raised where the program is, so that every temporary file is removed on the way out."""
+
+    def __init__(self, signal_number: int):
+        super().__init__(signal_number)
+        self.signal_number = signal_number
+
+
+SIGNALS_RECEIVED: list[int] = []
+
+
+def raise_interrupted(signal_number: int, frame) -> None:
+    SIGNALS_RECEIVED.append(signal_number)
+    raise Interrupted(signal_number)
+
+
+def read_wav(read, wav: bytes):
+    """`read` (a soundfile function) applied to the WAV's bytes. soundfile reads them through C callbacks, which
+    swallow exceptions, an interruption's too; so it is raised again here."""
+    try:
+        return read(io.BytesIO(wav))
+    finally:
+        if SIGNALS_RECEIVED:
+            raise Interrupted(SIGNALS_RECEIVED[0])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -59,21 +89,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    previous_handlers = {number: signal.signal(number, raise_interrupted) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         if args.verify:
             return verify(export_dir_for(args), archive_for(args, download=False))
         return export(args)
+    except Interrupted as interruption:
+        print("\nexport_jsonl.py: interrupted; nothing was left half-written, run the same command again to finish",
+              file=sys.stderr)
+        return 128 + interruption.signal_number
     except Exception as error:  # noqa: BLE001 - anything expected is reported as one line below
         message = one_line_error(error)
         if message is None:
             raise
         print(f"export_jsonl.py: error: {message}", file=sys.stderr)
         return 1
+    finally:
+        for number, handler in previous_handlers.items():
+            signal.signal(number, handler)
 
 
 def export(args: argparse.Namespace) -> int:
     export_dir = export_dir_for(args)
-    audio_dir = export_dir / "audio" / "zh"
+    audio_dir = export_dir / AUDIO_DIR
     manifest_path = export_dir / MANIFEST_NAME
     if args.demo:
         args.archive = write_demo_archive(export_dir / "raw" / ARCHIVE_NAME, args.force)
@@ -122,7 +160,7 @@ def verify(export_dir: Path, archive_path: Path) -> int:
     """Every manifest row's WAV exists, decodes and equals its archive member; the manifest is exact; no stray WAVs."""
     import soundfile
 
-    audio_dir = export_dir / "audio" / "zh"
+    audio_dir = export_dir / AUDIO_DIR
     manifest_path = export_dir / MANIFEST_NAME
     if not manifest_path.is_file():
         raise ExportError(f"{manifest_path}: no manifest; run export_jsonl.py first")
@@ -141,7 +179,7 @@ def verify(export_dir: Path, archive_path: Path) -> int:
             problems.append(f"{wav_path}: differs from its archive member {row['file_path']}")
             continue
         try:
-            soundfile.read(io.BytesIO(wav_bytes))
+            read_wav(soundfile.read, wav_bytes)
         except soundfile.SoundFileError as error:
             problems.append(f"{wav_path}: does not decode ({error})")
     manifest_lines = manifest_path.read_bytes().splitlines(keepends=True)
@@ -229,26 +267,31 @@ def manifest_line(sample_id: str, transcription: str, emotion: str) -> str:
     record = {
         "dataset_id": DATASET_ID,
         "sample_id": sample_id,
-        "src_audio": f"{DATASET_ID}/audio/zh/{sample_id}.wav",
+        "src_audio": (DATASET_ID / AUDIO_DIR / f"{sample_id}.wav").as_posix(),
         "src_ref": transcription,
         "tgt_ref": None,
-        "src_lang": "zh",
-        "tgt_lang": "en",
+        "src_lang": SOURCE_LANGUAGE,
+        "tgt_lang": TARGET_LANGUAGE,
         "benchmark_metadata": {"context": "short", "emotion": emotion, "dataset_type": "emotion"},
     }
     return json.dumps(record, ensure_ascii=False) + "\n"
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary name beside `path`, then rename: `path` is always absent, old, or complete."""
+@contextlib.contextmanager
+def temporary_beside(path: Path) -> Iterator[Path]:
+    """A temporary name beside `path`, renamed to `path` if the block succeeds and removed however it ends:
+    `path` is always absent, old, or complete."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(temporary, "wb") as file:
-            file.write(data)
+        yield temporary
         os.replace(temporary, path)
-    except BaseException:
+    finally:
         temporary.unlink(missing_ok=True)
-        raise
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    with temporary_beside(path) as temporary:
+        temporary.write_bytes(data)
 
 
 def file_has_bytes(path: Path, data: bytes) -> bool:
@@ -262,7 +305,7 @@ def audio_seconds(wav: bytes, member_path: str) -> float:
     import soundfile
 
     try:
-        return soundfile.info(io.BytesIO(wav)).duration
+        return read_wav(soundfile.info, wav).duration
     except soundfile.SoundFileError as error:
         raise ExportError(f"archive member Audio/wav/{member_path} is not a readable WAV ({error}); download the archive again") from None
 
@@ -290,7 +333,7 @@ def export_is_current(state: dict, archive_path: Path, export_dir: Path) -> bool
     manifest_path = export_dir / MANIFEST_NAME
     if not manifest_path.is_file() or hashlib.sha256(manifest_path.read_bytes()).hexdigest() != state["manifest_sha256"]:
         return False
-    audio_dir = export_dir / "audio" / "zh"
+    audio_dir = export_dir / AUDIO_DIR
     for name, size in state["wav_sizes"].items():
         try:
             if (audio_dir / name).stat().st_size != size:
@@ -303,13 +346,11 @@ def export_is_current(state: dict, archive_path: Path, export_dir: Path) -> bool
 def write_demo_archive(archive_path: Path, force: bool) -> Path:
     if archive_path.is_file() and not force:
         return archive_path
-    sys.path.insert(0, str(PROJECT_DIR / "tests"))
     import synthetic_archive
 
     archive_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = archive_path.with_name(f".{ARCHIVE_NAME}.tmp")
-    synthetic_archive.write_small_archive(temporary)
-    os.replace(temporary, archive_path)
+    with temporary_beside(archive_path) as temporary:
+        synthetic_archive.write_small_archive(temporary)
     return archive_path
 
 
@@ -324,7 +365,7 @@ def print_summary(summary: dict, export_dir: Path, archive_path: Path, written: 
         print(f"  {group:<12}{count:>6}")
     print(f"  {'total':<12}{rows:>6}   {summary['seconds'] / 3600:.2f} hours of audio ({summary['seconds']:.0f} s)")
     print(f"  manifest    {export_dir / MANIFEST_NAME}")
-    print(f"  audio       {export_dir / 'audio' / 'zh'}  ({rows} WAVs, {written} written this run)")
+    print(f"  audio       {export_dir / AUDIO_DIR}  ({rows} WAVs, {written} written this run)")
     print(f"  archive     {archive_path}")
 
 

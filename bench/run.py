@@ -34,7 +34,7 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
-from export_jsonl import manifest_line  # noqa: E402
+from export_jsonl import AUDIO_DIR, manifest_line  # noqa: E402
 
 TEST_PATH_PREFIXES = ("G00003/", "G00015/")
 TEST_AUDIO_PREFIXES = tuple(f"Audio/wav/{prefix}" for prefix in TEST_PATH_PREFIXES)
@@ -153,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
               for name, measured in results.items()}
     every_run = {name: " ".join(f"{result['seconds']:.2f}" for result in measured) for name, measured in results.items()}
     results = {name: median_run(measured) for name, measured in results.items()}
-    test_audio_mb = sum(path.stat().st_size for path in (exported / "audio" / "zh").iterdir()) / 1e6
+    test_audio_mb = sum(path.stat().st_size for path in (exported / AUDIO_DIR).iterdir()) / 1e6
     print(f"archive: {archive_path} ({archive_path.stat().st_size / 1e9:.2f} GB), test audio {test_audio_mb:.1f} MB "
-          f"in {len(list((exported / 'audio' / 'zh').iterdir()))} WAVs; archive in the page cache for every run")
+          f"in {len(list((exported / AUDIO_DIR).iterdir()))} WAVs; archive in the page cache for every run")
     print(f"machine: {machine_description()}\n")
     print("| run | seconds | ratio to (a) | peak anon MB | peak RSS MB | test audio MB/s | every run, s |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")

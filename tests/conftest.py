@@ -2,6 +2,7 @@
 `datasets` is imported, so that no test reads or writes the user's caches or reaches the network."""
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +25,10 @@ import synthetic_archive  # noqa: E402
 BUILDER_SCRIPT = str(PROJECT_DIR / "emotiontalk_test.py")
 
 
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+
+
 @pytest.fixture
 def small_archive(tmp_path):
     """A folder holding the standard small `Audio.tar`; returns (folder, utterances)."""
@@ -43,3 +48,13 @@ def test_utterances(small_archive):
 def datasets_cache(tmp_path):
     """A datasets cache of the test's own, so that every load in it builds afresh."""
     return str(tmp_path / "datasets-cache")
+
+
+@pytest.fixture(scope="session")
+def medium_archive(tmp_path_factory):
+    """300 test utterances of about 2 s (53 MB): an export of it takes long enough to be interrupted midway.
+    Returns (archive path, utterances); tests must not change it."""
+    utterances = synthetic_archive.make_corpus({"G00003": 150, "G00015": 150}, {"neutral": 1, "sad": 1}, mean_seconds=2.0)
+    data_dir = tmp_path_factory.mktemp("medium") / "raw"
+    data_dir.mkdir()
+    return synthetic_archive.write_archive(data_dir / "Audio.tar", synthetic_archive.corpus_members(utterances)), utterances

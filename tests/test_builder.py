@@ -45,6 +45,7 @@ def test_split_holds_every_test_utterance_in_order(small_archive, test_utterance
     assert dataset["speaker_id"] == [u.speaker_id for u in test_utterances]
     assert [EMOTIONS[label] for label in dataset["emotion"]] == [u.emotion for u in test_utterances]
     assert set(EMOTIONS) == {u.emotion for u in test_utterances}
+    assert dataset["annotation"] == [annotation_member(u)[1].decode("utf-8") for u in test_utterances]
     assert [json.loads(text) for text in dataset["annotation"]] == [annotation(u) for u in test_utterances]
     raw_audio = dataset.cast_column("audio", datasets.Audio(decode=False))["audio"]
     assert [audio["bytes"] for audio in raw_audio] == [synthetic_archive.wav_bytes(u) for u in test_utterances]

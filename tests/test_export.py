@@ -1,7 +1,10 @@
 """export_jsonl.py end to end on generated archives: exact bytes out, idempotent, crash-safe, clear errors."""
 
+import hashlib
 import json
 import os
+import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,26 +91,108 @@ def test_rerun_is_idempotent_and_skips_finished_work(tmp_path, small_archive, ca
     assert_exported(export_dir, utterances)
 
 
-def test_killed_run_leaves_no_partial_output_and_rerun_completes(tmp_path):
-    corpus = synthetic_archive.make_corpus({"G00003": 150, "G00015": 150}, {"neutral": 1, "sad": 1}, mean_seconds=2.0)
-    (tmp_path / "raw").mkdir()
-    archive_path = synthetic_archive.write_archive(tmp_path / "raw" / "Audio.tar", synthetic_archive.corpus_members(corpus))
-    audio_dir = tmp_path / "h2t" / "emotiontalk" / "audio" / "zh"
-    process = subprocess.Popen([sys.executable, EXPORTER, "--archive", str(archive_path), "--datadir", str(tmp_path / "h2t")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start_export_and_wait(archive_path, datadir, until_wavs):
+    """Start an export and return it once it has written `until_wavs` WAVs (0: once the output folder exists)."""
+    process = subprocess.Popen([sys.executable, EXPORTER, "--archive", str(archive_path), "--datadir", str(datadir)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    export_dir = datadir / "emotiontalk"
     deadline = time.monotonic() + 120
-    while process.poll() is None and time.monotonic() < deadline and len(list(audio_dir.glob("*.wav"))) < 20:
+    while process.poll() is None and time.monotonic() < deadline:
+        if export_dir.is_dir() and len(list((export_dir / "audio" / "zh").glob("*.wav"))) >= until_wavs:
+            break
         time.sleep(0.002)
+    return process
+
+
+def assert_only_complete_files(export_dir, utterances):
+    """Every WAV there is its archive member to the byte; no manifest and no temporary file is left."""
+    by_name = {f"{u.sample_id}.wav": u for u in utterances}
+    for wav in (export_dir / "audio" / "zh").glob("*.wav"):
+        assert wav.read_bytes() == synthetic_archive.wav_bytes(by_name[wav.name])
+    assert not (export_dir / "zh-en.jsonl").exists()
+    assert [path for path in export_dir.rglob("*") if path.name.endswith(".tmp")] == []
+
+
+def test_killed_run_leaves_no_partial_output_and_rerun_completes(tmp_path, medium_archive):
+    archive_path, corpus = medium_archive
+    process = start_export_and_wait(archive_path, tmp_path / "h2t", until_wavs=20)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the export finished before it could be killed"
     by_name = {f"{u.sample_id}.wav": u for u in corpus}
-    for wav in audio_dir.glob("*.wav"):
+    for wav in (tmp_path / "h2t" / "emotiontalk" / "audio" / "zh").glob("*.wav"):
         assert wav.read_bytes() == synthetic_archive.wav_bytes(by_name[wav.name])
     assert not (tmp_path / "h2t" / "emotiontalk" / "zh-en.jsonl").exists()
     assert run_exporter("--archive", str(archive_path), "--datadir", str(tmp_path / "h2t")).returncode == 0
     assert_exported(tmp_path / "h2t" / "emotiontalk", corpus)
-    assert not list(audio_dir.glob(".*"))
+    assert not list((tmp_path / "h2t" / "emotiontalk" / "audio" / "zh").glob(".*"))
+
+
+@pytest.mark.parametrize("signal_number, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("until_wavs", [0, 20], ids=["starting", "writing"])
+def test_interrupted_export_says_one_line_and_the_next_run_verifies(tmp_path, medium_archive, signal_number, status, until_wavs):
+    archive_path, corpus = medium_archive
+    process = start_export_and_wait(archive_path, tmp_path / "h2t", until_wavs)
+    process.send_signal(signal_number)
+    _, stderr = process.communicate()
+    assert process.returncode == status, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "export_jsonl.py: interrupted; nothing was left half-written, run the same command again to finish"
+    )
+    assert_only_complete_files(tmp_path / "h2t" / "emotiontalk", corpus)
+    assert run_exporter("--archive", str(archive_path), "--datadir", str(tmp_path / "h2t")).returncode == 0
+    assert_exported(tmp_path / "h2t" / "emotiontalk", corpus)
+    assert run_exporter("--archive", str(archive_path), "--datadir", str(tmp_path / "h2t"), "--verify").returncode == 0
+
+
+def test_interrupted_verify_says_one_line(tmp_path, medium_archive):
+    archive_path, _ = medium_archive
+    args = ["--archive", str(archive_path), "--datadir", str(tmp_path)]
+    assert run_exporter(*args).returncode == 0
+    process = subprocess.Popen([sys.executable, EXPORTER, *args, "--verify"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate()
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1].startswith("export_jsonl.py: interrupted")
+
+
+def test_export_by_other_code_is_redone(tmp_path, small_archive):
+    """An export recorded by another version of the exporter is not current, even when its files are intact."""
+    data_dir, utterances = small_archive
+    args = ["--archive", str(data_dir / "Audio.tar"), "--datadir", str(tmp_path)]
+    assert export_jsonl.main(args) == 0
+    export_dir = tmp_path / "emotiontalk"
+    older_manifest = expected_manifest(utterances).replace(b'"tgt_ref": null', b'"tgt_ref": ""')
+    (export_dir / "zh-en.jsonl").write_bytes(older_manifest)
+    state = json.loads((export_dir / ".export-state.json").read_text())
+    state.update(code="fingerprint of an older exporter", manifest_sha256=hashlib.sha256(older_manifest).hexdigest())
+    (export_dir / ".export-state.json").write_text(json.dumps(state))
+    assert export_jsonl.main(args) == 0
+    assert_exported(export_dir, utterances)
+
+
+def test_export_of_a_smaller_split_removes_what_it_no_longer_names(tmp_path, small_archive, test_utterances):
+    data_dir, utterances = small_archive
+    assert export_jsonl.main(["--archive", str(data_dir / "Audio.tar"), "--datadir", str(tmp_path)]) == 0
+    audio_dir = tmp_path / "emotiontalk" / "audio" / "zh"
+    (audio_dir / ".G00003_01_01_001.wav.999.tmp").write_bytes(b"left by a killed run")
+    kept = [u for u in utterances if u not in test_utterances[:5]]
+    (tmp_path / "smaller").mkdir()
+    smaller = synthetic_archive.write_archive(tmp_path / "smaller" / "Audio.tar", synthetic_archive.corpus_members(kept))
+    assert export_jsonl.main(["--archive", str(smaller), "--datadir", str(tmp_path)]) == 0
+    assert_exported(tmp_path / "emotiontalk", kept)
+    assert sorted(path.name for path in audio_dir.iterdir()) == sorted(f"{u.sample_id}.wav" for u in kept if u.is_test)
+
+
+def test_demo_runs_from_a_copy_without_tests(tmp_path):
+    for name in ("emotiontalk_test.py", "export_jsonl.py", "synthetic_archive.py"):
+        shutil.copy(PROJECT_DIR / name, tmp_path / name)
+    result = subprocess.run([sys.executable, str(tmp_path / "export_jsonl.py"), "--demo", "--datadir", str(tmp_path / "out")],
+                            capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
+    assert result.returncode == 0, result.stderr
+    assert_exported(tmp_path / "out" / "emotiontalk", synthetic_archive.small_corpus())
 
 
 def test_verify_catches_corrupt_missing_and_stray_wavs(tmp_path, small_archive, capsys):
@@ -220,7 +305,7 @@ def small_mount(tmp_path):
     mount_point = tmp_path / "mnt"
     mount_point.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)], capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs needs root")
+        pytest.skip("mounting a tmpfs needs root; test_failing_write_leaves_nothing_partial covers a failing write")
     yield mount_point
     subprocess.run(["umount", str(mount_point)], check=True)
 
@@ -228,15 +313,40 @@ def small_mount(tmp_path):
 def test_full_disk_fails_cleanly_with_nothing_partial(small_mount, small_archive):
     data_dir, utterances = small_archive
     result = run_exporter("--archive", str(data_dir / "Audio.tar"), "--datadir", str(small_mount))
-    assert_one_line_error(result, "No space left on device")
-    export_dir = small_mount / "emotiontalk"
-    assert not (export_dir / "zh-en.jsonl").exists()
-    by_name = {f"{u.sample_id}.wav": u for u in utterances}
-    written = list((export_dir / "audio" / "zh").iterdir())
-    assert all(by_name[w.name] and w.read_bytes() == synthetic_archive.wav_bytes(by_name[w.name]) for w in written)
+    assert_one_line_error(result, "No space left on device", "nothing was left half-written")
+    assert_only_complete_files(small_mount / "emotiontalk", utterances)
 
 
-def test_read_only_folder_is_refused(small_mount, small_archive):
-    subprocess.run(["mount", "-o", "remount,ro", str(small_mount)], check=True)
-    result = run_exporter("--archive", str(small_archive[0] / "Audio.tar"), "--datadir", str(small_mount))
-    assert_one_line_error(result, str(small_mount / "emotiontalk"), "Read-only file system")
+def test_failing_write_leaves_nothing_partial(tmp_path, medium_archive):
+    """A file size limit makes every write past 300 kB fail (EFBIG), as a full disk would; no root needed."""
+    archive_path, utterances = medium_archive
+    limit = 300_000
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = run_exporter("--archive", str(archive_path), "--datadir", str(tmp_path), preexec_fn=limit_file_size)
+    assert_one_line_error(result, "File too large", "nothing was left half-written")
+    assert_only_complete_files(tmp_path / "emotiontalk", utterances)
+    assert any(u.is_test and len(synthetic_archive.wav_bytes(u)) > limit for u in utterances)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder no one may write in: a read-only tmpfs for root (which ignores permissions), else mode 0555."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,ro", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("root may write anywhere, and this machine does not let it mount a read-only tmpfs")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_read_only_folder_is_refused(read_only_folder, small_archive):
+    result = run_exporter("--archive", str(small_archive[0] / "Audio.tar"), "--datadir", str(read_only_folder))
+    assert_one_line_error(result, str(read_only_folder / "emotiontalk"), "cannot create the output folder")
