@@ -4,6 +4,7 @@
       audio/zh/<sample_id>.wav   byte-identical copies of the archive's WAV members
       raw/Audio.tar              the archive (absent when --archive points elsewhere)
       zh-en.jsonl                the manifest: one JSON object per utterance, ordered by sample_id
+      parquet/                   with --parquet: the split as Parquet shards and a dataset card, for datasets 4 and 5
 
 The exporter gets the archive (downloads it from the Hub, reuses it, or takes --archive), builds the dataset
 with emotiontalk_test.py, writes each WAV and then the manifest under a temporary name renamed into place,
@@ -34,6 +35,8 @@ AUDIO_DIR = Path("audio") / SOURCE_LANGUAGE  # inside the export folder, and so 
 MANIFEST_NAME = f"{SOURCE_LANGUAGE}-{TARGET_LANGUAGE}.jsonl"
 ARCHIVE_NAME = "Audio.tar"
 STATE_NAME = ".export-state.json"
+PARQUET_DIR = "parquet"
+MAX_PARQUET_SHARD_BYTES = 500_000_000  # datasets' own MAX_SHARD_SIZE, and what the Hub's Parquet conversion uses
 
 
 class ExportError(Exception):
@@ -79,7 +82,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--archive", type=Path, help="use this Audio.tar already on disk; no network")
     parser.add_argument("--revision", default="main", help="Hub revision (branch, tag or commit) of Audio.tar (default: main)")
     parser.add_argument("--force", action="store_true", help="redo everything: check the archive against the Hub again (unless --archive) and rewrite every file")
-    parser.add_argument("--verify", action="store_true", help="check an existing export against the archive and exit")
+    parser.add_argument(
+        "--parquet", action="store_true",
+        help="also write parquet/: the split as Parquet shards (at most 500 MB each) with a dataset card, which "
+        "load_dataset(<folder>) reads in any datasets version, 4 and 5 included, without a loading script",
+    )
+    parser.add_argument("--verify", action="store_true", help="check an existing export (and parquet/, if there) against the archive and exit")
     parser.add_argument(
         "--demo", action="store_true",
         help="write a small synthetic Audio.tar into raw/ (the generator the tests use) and export it; no Hub access needed",
@@ -117,27 +125,35 @@ def export(args: argparse.Namespace) -> int:
         args.archive = write_demo_archive(export_dir / "raw" / ARCHIVE_NAME, args.force)
     archive_path = archive_for(args, download=False)
     state = read_state(export_dir)
-    if not args.force and archive_path.is_file() and export_is_current(state, archive_path, export_dir):
-        print_summary(state["summary"], export_dir, archive_path, written=0)
+    if not args.force and archive_path.is_file() and export_is_current(state, archive_path, export_dir, args.parquet):
+        print_summary(state, export_dir, archive_path, written=0)
         return 0
     if args.force or not archive_path.is_file() or state.get("archive") != archive_fingerprint(archive_path):
         archive_path = archive_for(args, download=True)
     audio_dir.mkdir(parents=True, exist_ok=True)
     from tqdm.auto import tqdm
 
+    info, rows = split_rows(archive_path)
+    emotion_names = info.features["emotion"].names
     manifest_lines, wav_sizes, written = [], {}, 0
     summary = {"emotion": collections.Counter(), "group": collections.Counter(), "seconds": 0.0}
-    for row in tqdm(split_rows(archive_path), desc="Writing WAVs", unit="wav"):
-        wav_path = audio_dir / f"{row['sample_id']}.wav"
-        audio_bytes = row["audio"]["bytes"]
-        if args.force or not file_has_bytes(wav_path, audio_bytes):
-            write_atomically(wav_path, audio_bytes)
-            written += 1
-        manifest_lines.append(manifest_line(row["sample_id"], row["raw_transcription"], row["emotion"]))
-        wav_sizes[wav_path.name] = len(audio_bytes)
-        summary["emotion"][row["emotion"]] += 1
-        summary["group"][row["sample_id"].split("_")[0]] += 1
-        summary["seconds"] += audio_seconds(audio_bytes, row["file_path"])
+    parquet = ParquetShards(export_dir / PARQUET_DIR, info.features) if args.parquet else contextlib.nullcontext()
+    with parquet:
+        for row in tqdm(rows, desc="Writing WAVs", unit="wav"):
+            wav_path = audio_dir / f"{row['sample_id']}.wav"
+            audio_bytes = row["audio"]["bytes"]
+            if args.force or not file_has_bytes(wav_path, audio_bytes):
+                write_atomically(wav_path, audio_bytes)
+                written += 1
+            if args.parquet:
+                parquet.add(row)
+            emotion = emotion_names[row["emotion"]]
+            manifest_lines.append(manifest_line(row["sample_id"], row["raw_transcription"], emotion))
+            wav_sizes[wav_path.name] = len(audio_bytes)
+            summary["emotion"][emotion] += 1
+            summary["group"][row["sample_id"].split("_")[0]] += 1
+            summary["seconds"] += audio_seconds(audio_bytes, row["file_path"])
+        parquet_sizes = parquet.finish(dataset_card(info)) if args.parquet else None
     manifest = "".join(manifest_lines).encode("utf-8")
     write_atomically(manifest_path, manifest)
     # Only now that the new manifest is in place may WAVs it does not name go.
@@ -149,15 +165,136 @@ def export(args: argparse.Namespace) -> int:
         "archive": archive_fingerprint(archive_path),
         "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
         "wav_sizes": wav_sizes,
+        "parquet_sizes": parquet_sizes,
         "summary": summary,
     }
     write_atomically(export_dir / STATE_NAME, json.dumps(state, indent=1).encode("utf-8"))
-    print_summary(summary, export_dir, archive_path, written)
+    print_summary(state, export_dir, archive_path, written)
     return 0
 
 
+class ParquetShards:
+    """The split as Parquet files of at most MAX_PARQUET_SHARD_BYTES, in row groups of the size datasets uses for
+    audio, written as the rows arrive. Their schema carries the features (as datasets writes them), so that
+    `load_dataset(<folder>)` restores Audio and ClassLabel. Until the last row tells how many shards there are,
+    they have temporary names, which are removed if the export fails."""
+
+    def __init__(self, parquet_dir: Path, features):
+        import datasets
+
+        self.parquet_dir = parquet_dir
+        self.schema = features.arrow_schema
+        self.row_group_size = datasets.config.PARQUET_ROW_GROUP_SIZE_FOR_AUDIO_DATASETS
+        self.temporary_paths: list[Path] = []
+        self.writer = None
+        self.shard_bytes = 0
+        self.row_group: list[dict] = []
+
+    def __enter__(self) -> "ParquetShards":
+        self.parquet_dir.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        for path in self.temporary_paths:
+            path.unlink(missing_ok=True)
+
+    def add(self, row: dict) -> None:
+        import pyarrow.parquet
+
+        # Audio dominates; the text columns are counted too. 1% is left for Parquet's own pages and footer.
+        row_bytes = len(row["audio"]["bytes"]) + sum(len(value.encode()) for value in row.values() if isinstance(value, str))
+        if self.writer is not None and self.shard_bytes + row_bytes > 0.99 * MAX_PARQUET_SHARD_BYTES:
+            self.close_shard()
+        if self.writer is None:
+            self.temporary_paths.append(self.parquet_dir / f".shard-{len(self.temporary_paths)}.{os.getpid()}.tmp")
+            self.writer = pyarrow.parquet.ParquetWriter(self.temporary_paths[-1], self.schema)
+            self.shard_bytes = 0
+        self.row_group.append(row)
+        self.shard_bytes += row_bytes
+        if len(self.row_group) == self.row_group_size:
+            self.write_row_group()
+
+    def write_row_group(self) -> None:
+        import pyarrow
+
+        if self.row_group:
+            self.writer.write_table(pyarrow.Table.from_pylist(self.row_group, schema=self.schema))
+            self.row_group = []
+
+    def close_shard(self) -> None:
+        self.write_row_group()
+        self.writer.close()
+        self.writer = None
+
+    def finish(self, card: str) -> dict[str, int]:
+        """Name the shards test-0000i-of-0000N, write the card, remove shards of an earlier export; the sizes by name."""
+        if self.writer is not None:
+            self.close_shard()
+        count = len(self.temporary_paths)
+        names = [f"test-{index:05d}-of-{count:05d}.parquet" for index in range(count)]
+        for temporary, name in zip(self.temporary_paths, names):
+            os.replace(temporary, self.parquet_dir / name)
+        write_atomically(self.parquet_dir / "README.md", card.encode("utf-8"))
+        for stale in self.parquet_dir.glob("*.parquet"):
+            if stale.name not in names:
+                stale.unlink()
+        return {name: (self.parquet_dir / name).stat().st_size for name in names}
+
+
+def dataset_card(info) -> str:
+    """The Hugging Face dataset card of the Parquet copy, from the loading script's own description and citation."""
+    return f"""---
+license: {info.license}
+language:
+- {SOURCE_LANGUAGE}
+pretty_name: EmotionTalk (test split, Parquet)
+task_categories:
+- automatic-speech-recognition
+- audio-classification
+- translation
+configs:
+- config_name: default
+  data_files:
+  - split: test
+    path: test-*.parquet
+---
+
+# EmotionTalk test split (Parquet)
+
+{info.description}
+This folder holds that split as Parquet files, written by `export_jsonl.py --parquet` from `Audio.tar` of
+the gated Hub dataset [BAAI/Emotiontalk]({info.homepage}). Each file carries the dataset's features in its
+schema, so any release of `datasets` (3.6, 4 and 5 alike) loads it without a loading script:
+
+```python
+from datasets import Audio, load_dataset
+
+ds = load_dataset("path/to/this/folder", split="test")
+ds = ds.cast_column("audio", Audio(decode=False))  # the WAV bytes; decoding to arrays needs torchcodec in datasets 4 and 5
+```
+
+Features: `sample_id`, `file_path`, `audio` (the archive's WAV member, byte for byte, 44.1 kHz), `raw_transcription`,
+`emotion` (ClassLabel: {", ".join(info.features["emotion"].names)}), `speaker_id`, `annotation` (the original
+JSON annotation). Rows are ordered by `sample_id`.
+
+## Licence and access
+
+EmotionTalk is released by its authors under the licence `{info.license}`. This copy is the same data: the licence and the access conditions of {info.homepage} apply to it unchanged.
+Share it only with people who have accepted those conditions, for instance in a private Hub repository.
+
+## Citation
+
+```bibtex
+{info.citation.strip()}
+```
+"""
+
+
 def verify(export_dir: Path, archive_path: Path) -> int:
-    """Every manifest row's WAV exists, decodes and equals its archive member; the manifest is exact; no stray WAVs."""
+    """Every manifest row's WAV exists, decodes and equals its archive member; the manifest is exact; no stray WAVs;
+    parquet/, if there, holds exactly the split's rows and features."""
     import soundfile
 
     audio_dir = export_dir / AUDIO_DIR
@@ -167,8 +304,17 @@ def verify(export_dir: Path, archive_path: Path) -> int:
     if not archive_path.is_file():
         raise ExportError(f"{archive_path}: no archive to verify against; pass --archive /path/to/{ARCHIVE_NAME}")
     problems, expected_lines, expected_wavs = [], [], set()
-    for row in split_rows(archive_path):
-        expected_lines.append(manifest_line(row["sample_id"], row["raw_transcription"], row["emotion"]))
+    info, rows = split_rows(archive_path)
+    parquet_dir = export_dir / PARQUET_DIR
+    shard_rows = parquet_rows(parquet_dir, info.features) if parquet_dir.is_dir() else None
+    for row in rows:
+        if shard_rows is not None:
+            shard, shard_row = next(shard_rows, (parquet_dir, "has fewer rows than the archive's split"))
+            if shard_row != row:
+                problems.append(f"{shard}: " + (shard_row if isinstance(shard_row, str) else f"row {row['sample_id']} differs from the archive's split"))
+                shard_rows = None  # after one difference the rows no longer line up: one problem is enough
+        emotion = info.features["emotion"].names[row["emotion"]]
+        expected_lines.append(manifest_line(row["sample_id"], row["raw_transcription"], emotion))
         wav_path = audio_dir / f"{row['sample_id']}.wav"
         expected_wavs.add(wav_path.name)
         if not wav_path.is_file():
@@ -191,10 +337,31 @@ def verify(export_dir: Path, archive_path: Path) -> int:
         )
         problems.append(f"{manifest_path}: line {line} differs from the manifest of the archive's test split")
     problems += [f"{path}: stray WAV, not in the manifest" for path in sorted(audio_dir.glob("*.wav")) if path.name not in expected_wavs]
+    if shard_rows is not None and next(shard_rows, None) is not None:
+        problems.append(f"{parquet_dir}: more rows than the archive's split")
     for problem in problems:
         print(problem)
     print(f"verified {len(expected_lines)} rows in {export_dir}: " + (f"{len(problems)} problems" if problems else "all correct"))
     return 1 if problems else 0
+
+
+def parquet_rows(parquet_dir: Path, features) -> Iterator[tuple[Path, dict | str]]:
+    """Each row of the Parquet shards in order, with its shard; for a shard that cannot be read, or whose features
+    are not the split's, what is wrong with it instead of its (remaining) rows."""
+    import datasets
+    import pyarrow
+    import pyarrow.parquet
+
+    for shard in sorted(parquet_dir.glob("*.parquet")):
+        try:
+            shard_file = pyarrow.parquet.ParquetFile(shard)
+            if datasets.Features.from_arrow_schema(shard_file.schema_arrow) != features:
+                yield shard, "its features are not the split's"
+                continue
+            for batch in shard_file.iter_batches(batch_size=16):
+                yield from ((shard, row) for row in batch.to_pylist())
+        except (pyarrow.ArrowException, OSError) as error:
+            yield shard, f"unreadable ({str(error).splitlines()[0]})"
 
 
 def export_dir_for(args: argparse.Namespace) -> Path:
@@ -229,11 +396,12 @@ def archive_for(args: argparse.Namespace, download: bool) -> Path:
     return raw_dir / ARCHIVE_NAME
 
 
-def split_rows(archive_path: Path) -> Iterator[dict]:
-    """The rows of the test split as emotiontalk_test.py yields them: audio as the archive's bytes, emotion by name.
+def split_rows(archive_path: Path) -> tuple:
+    """The split's DatasetInfo, and its rows as emotiontalk_test.py yields them, in Arrow's storage form: audio as
+    the archive's bytes, emotion as its label number.
 
     Streamed: the exporter needs each row once, and a cached Arrow copy of all the test audio would cost a
-    second full write of it (see "Performance" in the README)."""
+    second full write of it (bench/README.md)."""
     check_datasets_version()
     # Importing datasets makes some 100,000 objects that live as long as the process (pandas, pyarrow, aiohttp).
     # The garbage collector would walk them again and again while they are made, and once more at exit, and
@@ -245,11 +413,10 @@ def split_rows(archive_path: Path) -> Iterator[dict]:
     gc.enable()
     dataset = datasets.load_dataset(
         str(BUILDER_SCRIPT), data_dir=str(archive_path.parent), split="test", streaming=True, trust_remote_code=True
-    ).decode(False)
-    emotion_names = dataset.features["emotion"].names
+    )
     # A row-wise `map` makes datasets 3.6 apply the features to each streamed row in Python; iterating the
-    # dataset itself would convert every row to Arrow and back (README "Performance").
-    return iter(dataset.map(lambda row: {"emotion": emotion_names[row["emotion"]]}))
+    # dataset itself would convert every row to Arrow and back (bench/README.md).
+    return dataset.info, iter(dataset.decode(False).map(lambda row: row))
 
 
 def check_datasets_version() -> None:
@@ -326,21 +493,24 @@ def read_state(export_dir: Path) -> dict:
         return {}
 
 
-def export_is_current(state: dict, archive_path: Path, export_dir: Path) -> bool:
-    """The recorded export came from this archive and this code, and its files are all still there."""
+def export_is_current(state: dict, archive_path: Path, export_dir: Path, parquet: bool) -> bool:
+    """The recorded export came from this archive and this code, with parquet/ if asked for, and its files are all
+    still there."""
     if state.get("code") != code_fingerprint() or state.get("archive") != archive_fingerprint(archive_path):
         return False
     manifest_path = export_dir / MANIFEST_NAME
     if not manifest_path.is_file() or hashlib.sha256(manifest_path.read_bytes()).hexdigest() != state["manifest_sha256"]:
         return False
-    audio_dir = export_dir / AUDIO_DIR
-    for name, size in state["wav_sizes"].items():
-        try:
-            if (audio_dir / name).stat().st_size != size:
-                return False
-        except FileNotFoundError:
-            return False
-    return True
+    if parquet and not (state["parquet_sizes"] and files_have_sizes(export_dir / PARQUET_DIR, state["parquet_sizes"])):
+        return False
+    return files_have_sizes(export_dir / AUDIO_DIR, state["wav_sizes"])
+
+
+def files_have_sizes(folder: Path, sizes: dict[str, int]) -> bool:
+    try:
+        return all((folder / name).stat().st_size == size for name, size in sizes.items())
+    except FileNotFoundError:
+        return False
 
 
 def write_demo_archive(archive_path: Path, force: bool) -> Path:
@@ -354,7 +524,8 @@ def write_demo_archive(archive_path: Path, force: bool) -> Path:
     return archive_path
 
 
-def print_summary(summary: dict, export_dir: Path, archive_path: Path, written: int) -> None:
+def print_summary(state: dict, export_dir: Path, archive_path: Path, written: int) -> None:
+    summary = state["summary"]
     rows = sum(summary["emotion"].values())
     print(f"\nEmotionTalk test split -> {export_dir}")
     print(f"  {'emotion':<12}{'rows':>6}")
@@ -366,6 +537,11 @@ def print_summary(summary: dict, export_dir: Path, archive_path: Path, written: 
     print(f"  {'total':<12}{rows:>6}   {summary['seconds'] / 3600:.2f} hours of audio ({summary['seconds']:.0f} s)")
     print(f"  manifest    {export_dir / MANIFEST_NAME}")
     print(f"  audio       {export_dir / AUDIO_DIR}  ({rows} WAVs, {written} written this run)")
+    if state["parquet_sizes"]:
+        parquet_sizes = state["parquet_sizes"]
+        print(f"  parquet     {export_dir / PARQUET_DIR}  ({len(parquet_sizes)} shards, {sum(parquet_sizes.values()) / 1e6:.1f} MB)")
+        for name, size in parquet_sizes.items():
+            print(f"    {name}  {size / 1e6:9.1f} MB")
     print(f"  archive     {archive_path}")
 
 

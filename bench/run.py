@@ -3,7 +3,8 @@
 (a) floor: one plain `tarfile` pass over the local archive that copies the test WAV members to a folder and
     writes a manifest, seeking past everything else;
 (b) cold:  `export_jsonl.py --archive ...` with an empty `datasets` cache and an empty output folder;
-(c) warm:  the same command again.
+(c) warm:  the same command again;
+(d) parquet: `export_jsonl.py --archive ... --parquet` with an empty cache and output folder (the Parquet copy too).
 
 Each is a fresh process, timed wall-clock, its memory sampled every 10 ms over its whole process tree: peak
 anonymous memory (`RssAnon`: the program's own heap; pages of memory-mapped Arrow files and of the page cache
@@ -38,7 +39,7 @@ from export_jsonl import AUDIO_DIR, manifest_line  # noqa: E402
 
 TEST_PATH_PREFIXES = ("G00003/", "G00015/")
 TEST_AUDIO_PREFIXES = tuple(f"Audio/wav/{prefix}" for prefix in TEST_PATH_PREFIXES)
-RUN_NAMES = ("(a) floor: tarfile copy", "(b) export, cold", "(c) export, warm re-run")
+RUN_NAMES = ("(a) floor: tarfile copy", "(b) export, cold", "(c) export, warm re-run", "(d) export --parquet, cold")
 
 
 def floor(archive_path: Path, out_dir: Path) -> None:
@@ -137,15 +138,18 @@ def main(argv: list[str] | None = None) -> int:
                "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
         export_command = [sys.executable, str(PROJECT_DIR / "export_jsonl.py"), "--archive", str(archive_path),
                           "--datadir", str(run_dir / "export")]
+        parquet_command = [sys.executable, str(PROJECT_DIR / "export_jsonl.py"), "--archive", str(archive_path),
+                           "--datadir", str(run_dir / "export-parquet"), "--parquet"]
         floor_command = [sys.executable, __file__, str(archive_path), "--floor", str(run_dir / "floor")]
-        runs = list(zip(RUN_NAMES, (floor_command, export_command, export_command)))
+        runs = list(zip(RUN_NAMES, (floor_command, export_command, export_command, parquet_command)))
         # The floor goes first in even repeats and last in odd ones, so that neither side always meets the
         # disk in the state the other left it in.
         for name, command in runs if repeat % 2 == 0 else runs[1:] + runs[:1]:
             results[name].append(measure(command, env, run_dir / f"{name[1]}.log"))
         exported = run_dir / "export" / "emotiontalk"
-        if (exported / "zh-en.jsonl").read_bytes() != (run_dir / "floor" / "zh-en.jsonl").read_bytes():
-            sys.exit(f"the export's manifest differs from the floor's in {run_dir}")
+        for export in (exported, run_dir / "export-parquet" / "emotiontalk"):
+            if (export / "zh-en.jsonl").read_bytes() != (run_dir / "floor" / "zh-en.jsonl").read_bytes():
+                sys.exit(f"the manifest in {export} differs from the floor's")
     floor_seconds = [result["seconds"] for result in results[RUN_NAMES[0]]]
     # Each run against the floor of its own repeat: write speed can drift during a benchmark (on a virtual
     # machine, as fresh memory pages come into use), and the runs of one repeat meet it in much the same state.
@@ -163,8 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {result['seconds']:.2f} | {ratios[name]:.2f} | {result['peak_anon_mb']:.0f} "
               f"| {result['peak_rss_mb']:.0f} | {test_audio_mb / result['seconds']:.1f} | {every_run[name]} |")
     cold = results[RUN_NAMES[1]]
+    parquet = results[RUN_NAMES[3]]
     print(f"\ntargets: (b) at most 1.5x (a): {ratios[RUN_NAMES[1]]:.2f}x; (c) at most 0.25x (a): {ratios[RUN_NAMES[2]]:.2f}x; "
-          f"(b) peak anonymous memory under 500 MB: {cold['peak_anon_mb']:.0f} MB")
+          f"(b) peak anonymous memory under 500 MB: {cold['peak_anon_mb']:.0f} MB; "
+          f"(d) under 500 MB too: {parquet['peak_anon_mb']:.0f} MB")
+    print(f"--parquet costs {parquet['seconds'] - cold['seconds']:+.2f} s over (b) (median runs), "
+          f"{ratios[RUN_NAMES[3]] - ratios[RUN_NAMES[1]]:+.2f} in ratio to (a)")
     if args.workdir:
         print(f"outputs kept in {workdir}")
     else:

@@ -31,5 +31,6 @@ def test_make_archive_and_run_at_a_tiny_scale(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     table = [line for line in result.stdout.splitlines() if line.startswith("| (")]
-    assert [line.split(" | ")[0] for line in table] == ["| (a) floor: tarfile copy", "| (b) export, cold", "| (c) export, warm re-run"]
+    assert [line.split(" | ")[0] for line in table] == ["| (a) floor: tarfile copy", "| (b) export, cold", "| (c) export, warm re-run",
+                                                          "| (d) export --parquet, cold"]
     assert table[0].split(" | ")[2] == "1.00"

@@ -150,10 +150,12 @@ def test_interrupted_verify_says_one_line(tmp_path, medium_archive):
     archive_path, _ = medium_archive
     args = ["--archive", str(archive_path), "--datadir", str(tmp_path)]
     assert run_exporter(*args).returncode == 0
-    process = subprocess.Popen([sys.executable, EXPORTER, *args, "--verify"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    process = subprocess.Popen([sys.executable, EXPORTER, *args, "--verify"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = b""
+    while b"Indexing" not in stderr and (chunk := os.read(process.stderr.fileno(), 256)):
+        stderr += chunk
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate()
+    stderr = (stderr + process.communicate()[1]).decode()
     assert process.returncode == 130 and "Traceback" not in stderr, stderr
     assert stderr.strip().splitlines()[-1].startswith("export_jsonl.py: interrupted")
 
