@@ -37,6 +37,9 @@ ARCHIVE_NAME = "Audio.tar"
 STATE_NAME = ".export-state.json"
 PARQUET_DIR = "parquet"
 MAX_PARQUET_SHARD_BYTES = 500_000_000  # datasets' own MAX_SHARD_SIZE, and what the Hub's Parquet conversion uses
+# pyarrow's writer holds about three times a row group's bytes while it writes it: 100 rows of audio (datasets'
+# choice) would take the export from 110 MB to over 500 MB at full size (bench/README.md); 16 MB keep it flat.
+PARQUET_ROW_GROUP_BYTES = 16_000_000
 
 
 class ExportError(Exception):
@@ -174,21 +177,19 @@ def export(args: argparse.Namespace) -> int:
 
 
 class ParquetShards:
-    """The split as Parquet files of at most MAX_PARQUET_SHARD_BYTES, in row groups of the size datasets uses for
-    audio, written as the rows arrive. Their schema carries the features (as datasets writes them), so that
+    """The split as Parquet files of at most MAX_PARQUET_SHARD_BYTES, in row groups of about PARQUET_ROW_GROUP_BYTES,
+    written as the rows arrive. Their schema carries the features (as datasets writes them), so that
     `load_dataset(<folder>)` restores Audio and ClassLabel. Until the last row tells how many shards there are,
     they have temporary names, which are removed if the export fails."""
 
     def __init__(self, parquet_dir: Path, features):
-        import datasets
-
         self.parquet_dir = parquet_dir
         self.schema = features.arrow_schema
-        self.row_group_size = datasets.config.PARQUET_ROW_GROUP_SIZE_FOR_AUDIO_DATASETS
         self.temporary_paths: list[Path] = []
         self.writer = None
         self.shard_bytes = 0
         self.row_group: list[dict] = []
+        self.row_group_bytes = 0
 
     def __enter__(self) -> "ParquetShards":
         self.parquet_dir.mkdir(parents=True, exist_ok=True)
@@ -209,11 +210,13 @@ class ParquetShards:
             self.close_shard()
         if self.writer is None:
             self.temporary_paths.append(self.parquet_dir / f".shard-{len(self.temporary_paths)}.{os.getpid()}.tmp")
-            self.writer = pyarrow.parquet.ParquetWriter(self.temporary_paths[-1], self.schema)
+            # No dictionaries: pyarrow would try one on the audio bytes first, in memory, before it gives up.
+            self.writer = pyarrow.parquet.ParquetWriter(self.temporary_paths[-1], self.schema, use_dictionary=False)
             self.shard_bytes = 0
         self.row_group.append(row)
         self.shard_bytes += row_bytes
-        if len(self.row_group) == self.row_group_size:
+        self.row_group_bytes += row_bytes
+        if self.row_group_bytes >= PARQUET_ROW_GROUP_BYTES:
             self.write_row_group()
 
     def write_row_group(self) -> None:
@@ -221,7 +224,7 @@ class ParquetShards:
 
         if self.row_group:
             self.writer.write_table(pyarrow.Table.from_pylist(self.row_group, schema=self.schema))
-            self.row_group = []
+            self.row_group, self.row_group_bytes = [], 0
 
     def close_shard(self) -> None:
         self.write_row_group()
