@@ -55,19 +55,24 @@ class Interrupted(BaseException):
 
 
 SIGNALS_RECEIVED: list[int] = []
+signals_deferred = False
 
 
 def raise_interrupted(signal_number: int, frame) -> None:
     SIGNALS_RECEIVED.append(signal_number)
-    raise Interrupted(signal_number)
+    if not signals_deferred:
+        raise Interrupted(signal_number)
 
 
 def read_wav(read, wav: bytes):
     """`read` (a soundfile function) applied to the WAV's bytes. soundfile reads them through C callbacks, which
-    swallow exceptions, an interruption's too; so it is raised again here."""
+    print an exception raised in them and swallow it, an interruption's too; so one waits until soundfile returns."""
+    global signals_deferred
+    signals_deferred = True
     try:
         return read(io.BytesIO(wav))
     finally:
+        signals_deferred = False
         if SIGNALS_RECEIVED:
             raise Interrupted(SIGNALS_RECEIVED[0])
 
@@ -284,8 +289,9 @@ JSON annotation). Rows are ordered by `sample_id`.
 
 ## Licence and access
 
-EmotionTalk is released by its authors under the licence `{info.license}`. This copy is the same data: the licence and the access conditions of {info.homepage} apply to it unchanged.
-Share it only with people who have accepted those conditions, for instance in a private Hub repository.
+EmotionTalk is released by its authors under the licence `{info.license}`. This copy is the same data: the
+licence and the access conditions of {info.homepage} apply to it unchanged. Share it only with
+people who have accepted those conditions, for instance in a private or gated Hub repository.
 
 ## Citation
 
@@ -429,7 +435,8 @@ def check_datasets_version() -> None:
         raise ExportError("datasets is not installed: pip install -r requirements.txt") from None
     if int(version.split(".")[0]) >= 4:
         raise ExportError(
-            f"datasets {version} is installed, but loading scripts need datasets 3.6: pip install 'datasets==3.6.0'"
+            f"datasets {version} is installed, but loading scripts need datasets 3.6: pip install 'datasets>=3.6,<4' "
+            f"(in an environment of its own if yours needs datasets 4; `--parquet` there makes a copy that yours loads)"
         )
 
 

@@ -1,6 +1,7 @@
 """export_jsonl.py end to end on generated archives: exact bytes out, idempotent, crash-safe, clear errors."""
 
 import hashlib
+import io
 import json
 import os
 import resource
@@ -11,6 +12,7 @@ import sys
 import time
 
 import pytest
+import soundfile
 
 import export_jsonl
 import synthetic_archive
@@ -146,6 +148,27 @@ def test_interrupted_export_says_one_line_and_the_next_run_verifies(tmp_path, me
     assert run_exporter("--archive", str(archive_path), "--datadir", str(tmp_path / "h2t"), "--verify").returncode == 0
 
 
+def test_a_signal_inside_soundfile_waits_until_it_returns(monkeypatch, capfd, test_utterances):
+    """soundfile reads through C callbacks, which would report an exception raised in them as unraisable (a
+    traceback on stderr) and swallow it."""
+    monkeypatch.setattr(export_jsonl, "SIGNALS_RECEIVED", [])
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    previous_handler = signal.signal(signal.SIGINT, export_jsonl.raise_interrupted)
+
+    class SignalOnRead(io.BytesIO):
+        def readinto(self, buffer):
+            os.kill(os.getpid(), signal.SIGINT)
+            return super().readinto(buffer)
+
+    try:
+        with pytest.raises(export_jsonl.Interrupted):
+            export_jsonl.read_wav(lambda file: soundfile.info(SignalOnRead(file.getvalue())), synthetic_archive.wav_bytes(test_utterances[0]))
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+    assert unraisable == [] and "Traceback" not in capfd.readouterr().err
+
+
 def test_interrupted_verify_says_one_line(tmp_path, medium_archive):
     archive_path, _ = medium_archive
     args = ["--archive", str(archive_path), "--datadir", str(tmp_path)]
@@ -271,7 +294,7 @@ def test_demo_exports_and_verifies(tmp_path, capsys):
 def test_help_documents_every_option_and_variable():
     result = run_exporter("--help")
     assert result.returncode == 0
-    for word in ["--datadir", "--archive", "--revision", "--force", "--verify", "--demo", "H2T_DATADIR", "HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"]:
+    for word in ["--datadir", "--archive", "--revision", "--force", "--parquet", "--verify", "--demo", "H2T_DATADIR", "HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"]:
         assert word in result.stdout
 
 
@@ -298,7 +321,7 @@ def test_datasets_4_is_refused(tmp_path, small_archive):
     (site / "datasets-4.0.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: datasets\nVersion: 4.0.0\n")
     result = run_exporter("--archive", str(small_archive[0] / "Audio.tar"), "--datadir", str(tmp_path / "out"),
                           env_changes={"PYTHONPATH": str(site)})
-    assert_one_line_error(result, "datasets 4.0.0 is installed", "pip install 'datasets==3.6.0'")
+    assert_one_line_error(result, "datasets 4.0.0 is installed", "pip install 'datasets>=3.6,<4'", "--parquet")
 
 
 @pytest.fixture
