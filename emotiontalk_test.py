@@ -365,6 +365,8 @@ def resume_download(partial_path: str, revision: str, token: Optional[str], expe
     """Append the rest of Audio.tar to `partial_path`; huggingface_hub asks for it by HTTP range and shows progress."""
     url = huggingface_hub.hf_hub_url(_REPO_ID, _ARCHIVE_NAME, repo_type="dataset", revision=revision)
     os.makedirs(os.path.dirname(partial_path), exist_ok=True)
+    if expected_size is not None and os.path.exists(partial_path) and os.path.getsize(partial_path) > expected_size:
+        os.remove(partial_path)  # longer than the file: left from another upload of it
     with open(partial_path, "ab") as partial_file:
         try:
             huggingface_hub.file_download.http_get(

@@ -205,6 +205,18 @@ def test_lasting_outage_says_interrupted_and_the_next_run_resumes(tmp_path, larg
         assert_exported(tmp_path / "h2t" / "emotiontalk", corpus)
 
 
+@pytest.mark.parametrize("left_behind", ["complete", "too_long"])
+def test_a_partial_download_of_full_length_or_more_is_settled(tmp_path, hub, left_behind):
+    """A run killed while checking a complete download leaves it whole; one from another upload may be longer."""
+    raw_dir = tmp_path / "h2t" / "emotiontalk" / "raw"
+    raw_dir.mkdir(parents=True)
+    (raw_dir / ".Audio.tar.incomplete").write_bytes(hub.content if left_behind == "complete" else hub.content + b"\0" * 1024)
+    result = export_from_hub(tmp_path, hub.url)
+    assert result.returncode == 0, result.stderr
+    assert hub.ranges_requested() == ([] if left_behind == "complete" else [""])
+    assert (raw_dir / "Audio.tar").read_bytes() == hub.content and not (raw_dir / ".Audio.tar.incomplete").exists()
+
+
 def test_unforeseen_hub_failure_is_one_line_and_keeps_its_cause(tmp_path, hub):
     hub.mode = "server_error"
     assert_one_line_error(export_from_hub(tmp_path, hub.url), "the Hub failed to serve BAAI/Emotiontalk/Audio.tar")
