@@ -130,8 +130,11 @@ def test_killed_run_leaves_no_partial_output_and_rerun_completes(tmp_path, mediu
     assert not list((tmp_path / "h2t" / "emotiontalk" / "audio" / "zh").glob(".*"))
 
 
-@pytest.mark.parametrize("signal_number, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-@pytest.mark.parametrize("until_wavs", [0, 20], ids=["starting", "writing"])
+@pytest.mark.parametrize(
+    "signal_number, status, until_wavs",
+    [(signal.SIGINT, 130, 0), (signal.SIGINT, 130, 20), (signal.SIGTERM, 143, 20)],
+    ids=["SIGINT-starting", "SIGINT-writing", "SIGTERM-writing"],
+)
 def test_interrupted_export_says_one_line_and_the_next_run_verifies(tmp_path, medium_archive, signal_number, status, until_wavs):
     archive_path, corpus = medium_archive
     process = start_export_and_wait(archive_path, tmp_path / "h2t", until_wavs)
