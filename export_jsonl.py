@@ -18,7 +18,6 @@ import collections
 import contextlib
 import gc
 import hashlib
-import importlib.metadata
 import io
 import json
 import os
@@ -104,9 +103,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
     previous_handlers = {number: signal.signal(number, raise_interrupted) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
+        args = parse_args(argv)
         if args.verify:
             return verify(export_dir_for(args), archive_for(args, download=False))
         return export(args)
@@ -429,6 +428,8 @@ def split_rows(archive_path: Path) -> tuple:
 
 
 def check_datasets_version() -> None:
+    import importlib.metadata  # here, not at the top: it takes 50 ms, and before main() a Ctrl-C gets a traceback
+
     try:
         version = importlib.metadata.version("datasets")
     except importlib.metadata.PackageNotFoundError:
