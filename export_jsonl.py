@@ -80,7 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Export the EmotionTalk test split (1929 utterances) as $H2T_DATADIR/emotiontalk/"
         "{audio/zh/*.wav, raw/Audio.tar, zh-en.jsonl}. Without --archive, Audio.tar is downloaded from the gated "
-        "Hub dataset BAAI/Emotiontalk into raw/ (resuming a partial download) unless it is already there.",
+        "Hub dataset BAAI/Emotiontalk into raw/ (resuming a partial download), or hard-linked from the Hugging Face "
+        "cache if an earlier load_dataset put it there, unless it is already in raw/.",
         epilog="Environment: H2T_DATADIR (output root, unless --datadir); HF_TOKEN (Hub token, else the one saved by "
         "`hf auth login`); HF_ENDPOINT (Hub mirror); HF_HUB_OFFLINE=1 (never touch the network, use raw/Audio.tar "
         "as it is).",
@@ -97,7 +98,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--verify", action="store_true", help="check an existing export (and parquet/, if there) against the archive and exit")
     parser.add_argument(
         "--demo", action="store_true",
-        help="write a small synthetic Audio.tar into raw/ (the generator the tests use) and export it; no Hub access needed",
+        help="write a small synthetic Audio.tar into raw/ (synthetic_archive.py, which the tests use too) and export it; no Hub access needed",
     )
     return parser.parse_args(argv)
 
