@@ -136,10 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         run_dir.mkdir()
         env = {**os.environ, "HF_HOME": str(run_dir / "hf-home"), "HF_DATASETS_CACHE": str(run_dir / "datasets-cache"),
                "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
-        export_command = [sys.executable, str(PROJECT_DIR / "export_jsonl.py"), "--archive", str(archive_path),
-                          "--datadir", str(run_dir / "export")]
-        parquet_command = [sys.executable, str(PROJECT_DIR / "export_jsonl.py"), "--archive", str(archive_path),
-                           "--datadir", str(run_dir / "export-parquet"), "--parquet"]
+        exporter = [sys.executable, str(PROJECT_DIR / "export_jsonl.py"), "--archive", str(archive_path)]
+        export_command = [*exporter, "--datadir", str(run_dir / "export")]
+        parquet_command = [*exporter, "--datadir", str(run_dir / "export-parquet"), "--parquet"]
         floor_command = [sys.executable, __file__, str(archive_path), "--floor", str(run_dir / "floor")]
         runs = list(zip(RUN_NAMES, (floor_command, export_command, export_command, parquet_command)))
         # The floor goes first in even repeats and last in odd ones, so that neither side always meets the
