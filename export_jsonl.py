@@ -314,6 +314,7 @@ def verify(export_dir: Path, archive_path: Path) -> int:
         raise ExportError(f"{archive_path}: no archive to verify against; pass --archive /path/to/{ARCHIVE_NAME}")
     problems, expected_lines, expected_wavs = [], [], set()
     info, rows = split_rows(archive_path)
+    emotion_names = info.features["emotion"].names
     parquet_dir = export_dir / PARQUET_DIR
     shard_rows = parquet_rows(parquet_dir, info.features) if parquet_dir.is_dir() else None
     for row in rows:
@@ -322,8 +323,7 @@ def verify(export_dir: Path, archive_path: Path) -> int:
             if shard_row != row:
                 problems.append(f"{shard}: " + (shard_row if isinstance(shard_row, str) else f"row {row['sample_id']} differs from the archive's split"))
                 shard_rows = None  # after one difference the rows no longer line up: one problem is enough
-        emotion = info.features["emotion"].names[row["emotion"]]
-        expected_lines.append(manifest_line(row["sample_id"], row["raw_transcription"], emotion))
+        expected_lines.append(manifest_line(row["sample_id"], row["raw_transcription"], emotion_names[row["emotion"]]))
         wav_path = audio_dir / f"{row['sample_id']}.wav"
         expected_wavs.add(wav_path.name)
         if not wav_path.is_file():
