@@ -16,7 +16,6 @@ from typing import BinaryIO, Dict, Iterator, NoReturn, Optional, Tuple
 
 import datasets
 import huggingface_hub
-import huggingface_hub.file_download
 from tqdm.auto import tqdm
 
 _CITATION = """\
@@ -331,91 +330,20 @@ def download_archive(revision: str = "main", token: Optional[str] = None) -> str
     return archive_path
 
 
-def fetch_archive(archive_path: str, revision: str = "main", token: Optional[str] = None) -> None:
-    """Put Audio.tar at `archive_path`, checked against the size and sha256 that the Hub announces.
-
-    A file already there is checked and kept. An archive in the Hugging Face cache (from an earlier `load_dataset`)
-    becomes a hard link, so the archive lies once on disk (a copy where a link cannot be made); offline, it is
-    checked against the cache's own record, its blob's name. Anything else is downloaded beside `archive_path`,
-    and a download cut short by an earlier run resumes where it stopped: huggingface_hub 1.x and later delete
-    their partial files when a download fails, so the partial file here is ours and huggingface_hub only fills it.
-    """
-    offline = huggingface_hub.constants.HF_HUB_OFFLINE
-    expected = None if offline else hub_file_metadata(revision, token)
-    if os.path.isfile(archive_path):
-        if expected is not None:
-            verify_download(archive_path, expected.size, expected.etag)
-        return
-    cached = huggingface_hub.try_to_load_from_cache(_REPO_ID, _ARCHIVE_NAME, revision=revision, repo_type="dataset")
-    cached_sha256 = os.path.basename(os.path.realpath(cached)) if isinstance(cached, str) else None
-    if cached_sha256 is not None and (expected is None or cached_sha256 == expected.etag):
-        verify_download(cached, None if expected is None else expected.size, cached_sha256,
-                        record="the Hub announces" if expected else "the Hugging Face cache records")
-        link_or_copy(os.path.realpath(cached), archive_path)
-    elif expected is None:
-        raise ArchiveError(offline_message())
-    else:
-        partial_path = os.path.join(os.path.dirname(archive_path), f".{_ARCHIVE_NAME}.incomplete")
-        resume_download(partial_path, revision, token, expected.size)
-        verify_download(partial_path, expected.size, expected.etag)
-        os.replace(partial_path, archive_path)
-
-
-def resume_download(partial_path: str, revision: str, token: Optional[str], expected_size: Optional[int]) -> None:
-    """Append the rest of Audio.tar to `partial_path`; huggingface_hub asks for it by HTTP range and shows progress."""
-    url = huggingface_hub.hf_hub_url(_REPO_ID, _ARCHIVE_NAME, repo_type="dataset", revision=revision)
-    os.makedirs(os.path.dirname(partial_path), exist_ok=True)
-    if expected_size is not None and os.path.exists(partial_path) and os.path.getsize(partial_path) > expected_size:
-        os.remove(partial_path)  # longer than the file: left from another upload of it
-    with open(partial_path, "ab") as partial_file:
-        try:
-            huggingface_hub.file_download.http_get(
-                url,
-                partial_file,
-                resume_size=partial_file.tell(),
-                headers=huggingface_hub.utils.build_hf_headers(token=token),
-                expected_size=expected_size,
-                displayed_filename=_ARCHIVE_NAME,
-            )
-        except Exception as error:
-            raise_hub_error(error, revision, token)
-
-
-def link_or_copy(source_path: str, archive_path: str) -> None:
-    """A hard link to `source_path`, or a copy with a progress bar across filesystems; renamed into place."""
-    temporary = os.path.join(os.path.dirname(archive_path), f".{_ARCHIVE_NAME}.link.tmp")
-    os.makedirs(os.path.dirname(archive_path), exist_ok=True)
-    if os.path.lexists(temporary):  # left by a run that was killed
-        os.remove(temporary)
-    try:
-        try:
-            os.link(source_path, temporary)
-        except OSError:  # another filesystem, or one without hard links
-            copy_with_progress(source_path, temporary)
-        os.replace(temporary, archive_path)
-    finally:
-        if os.path.lexists(temporary):
-            os.remove(temporary)
-
-
-def copy_with_progress(source_path: str, destination_path: str) -> None:
-    with open(source_path, "rb") as source, open(destination_path, "wb") as copy, tqdm(
-        total=os.path.getsize(source_path), unit="B", unit_scale=True, desc=f"Copying {_ARCHIVE_NAME} from the cache"
-    ) as progress:
-        while chunk := source.read(1 << 22):
-            copy.write(chunk)
-            progress.update(len(chunk))
-
-
 def verify_download(
-    archive_path: str, expected_size: Optional[int], expected_sha256: str, record: str = "the Hub announces"
+    archive_path: str,
+    expected_size: Optional[int],
+    expected_sha256: str,
+    record: str = "the Hub announces",
+    sha256: Optional[str] = None,
 ) -> None:
+    """Size and sha256 as announced, or the file is deleted; `sha256` is the file's when it was hashed already."""
     size = os.path.getsize(archive_path)
     problem = None
     if expected_size is not None and size != expected_size:
         problem = f"has {size} bytes, {record} {expected_size}"
     elif re.fullmatch(r"[0-9a-f]{64}", expected_sha256 or ""):
-        sha256 = file_sha256(archive_path)
+        sha256 = sha256 or file_sha256(archive_path)
         if sha256 != expected_sha256:
             problem = f"has sha256 {sha256}, {record} {expected_sha256}"
     if problem:

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
         if args.verify:
-            return verify(export_dir_for(args), archive_for(args, download=False))
+            return verify(export_dir_for(args), archive_for(args))
         return export(args)
     except Interrupted as interruption:
         print("\nexport_jsonl.py: interrupted; nothing was left half-written, run the same command again to finish",
@@ -131,36 +131,41 @@ def export(args: argparse.Namespace) -> int:
     manifest_path = export_dir / MANIFEST_NAME
     if args.demo:
         args.archive = write_demo_archive(export_dir / "raw" / ARCHIVE_NAME, args.force)
-    archive_path = archive_for(args, download=False)
+    archive_path = archive_for(args)
     state = read_state(export_dir)
     if not args.force and archive_path.is_file() and export_is_current(state, archive_path, export_dir, args.parquet):
         print_summary(state, export_dir, archive_path, written=0)
         return 0
+    archive_check = None
     if args.force or not archive_path.is_file() or state.get("archive") != archive_fingerprint(archive_path):
-        archive_path = archive_for(args, download=True)
+        archive_path, archive_check = download_archive(args)
     audio_dir.mkdir(parents=True, exist_ok=True)
     from tqdm.auto import tqdm
 
-    info, rows = split_rows(archive_path)
+    with confirmed_before_errors(archive_check):
+        info, rows = split_rows(archive_path)
     emotion_names = info.features["emotion"].names
     manifest_lines, wav_sizes, written = [], {}, 0
     summary = {"emotion": collections.Counter(), "group": collections.Counter(), "seconds": 0.0}
     parquet = ParquetShards(export_dir / PARQUET_DIR, info.features) if args.parquet else contextlib.nullcontext()
     with parquet:
-        for row in tqdm(rows, desc="Writing WAVs", unit="wav"):
-            wav_path = audio_dir / f"{row['sample_id']}.wav"
-            audio_bytes = row["audio"]["bytes"]
-            if args.force or not file_has_bytes(wav_path, audio_bytes):
-                write_atomically(wav_path, audio_bytes)
-                written += 1
-            if args.parquet:
-                parquet.add(row)
-            emotion = emotion_names[row["emotion"]]
-            manifest_lines.append(manifest_line(row["sample_id"], row["raw_transcription"], emotion))
-            wav_sizes[wav_path.name] = len(audio_bytes)
-            summary["emotion"][emotion] += 1
-            summary["group"][row["sample_id"].split("_")[0]] += 1
-            summary["seconds"] += audio_seconds(audio_bytes, row["file_path"])
+        with confirmed_before_errors(archive_check):
+            for row in tqdm(rows, desc="Writing WAVs", unit="wav"):
+                wav_path = audio_dir / f"{row['sample_id']}.wav"
+                audio_bytes = row["audio"]["bytes"]
+                if args.force or not file_has_bytes(wav_path, audio_bytes):
+                    write_atomically(wav_path, audio_bytes)
+                    written += 1
+                if args.parquet:
+                    parquet.add(row)
+                emotion = emotion_names[row["emotion"]]
+                manifest_lines.append(manifest_line(row["sample_id"], row["raw_transcription"], emotion))
+                wav_sizes[wav_path.name] = len(audio_bytes)
+                summary["emotion"][emotion] += 1
+                summary["group"][row["sample_id"].split("_")[0]] += 1
+                summary["seconds"] += audio_seconds(audio_bytes, row["file_path"])
+        if archive_check is not None:  # a Xet download, hashed beside the export: nothing is final before it
+            archive_path = Path(archive_check.confirm())
         parquet_sizes = parquet.finish(dataset_card(info)) if args.parquet else None
     manifest = "".join(manifest_lines).encode("utf-8")
     write_atomically(manifest_path, manifest)
@@ -388,8 +393,8 @@ def export_dir_for(args: argparse.Namespace) -> Path:
     return export_dir
 
 
-def archive_for(args: argparse.Namespace, download: bool) -> Path:
-    """--archive as given, else raw/Audio.tar, downloaded (and checked) first when `download` is set."""
+def archive_for(args: argparse.Namespace) -> Path:
+    """--archive as given, else raw/Audio.tar."""
     if args.archive is not None:
         archive_path = args.archive.expanduser().resolve()
         if archive_path.name != ARCHIVE_NAME:
@@ -397,13 +402,31 @@ def archive_for(args: argparse.Namespace, download: bool) -> Path:
         if not archive_path.is_file():
             raise ExportError(f"{archive_path}: no such file; give the path of the downloaded {ARCHIVE_NAME}")
         return archive_path
-    raw_dir = export_dir_for(args) / "raw"
-    if download:
-        check_datasets_version()
-        import emotiontalk_test
+    return export_dir_for(args) / "raw" / ARCHIVE_NAME
 
-        emotiontalk_test.fetch_archive(str(raw_dir / ARCHIVE_NAME), revision=args.revision)
-    return raw_dir / ARCHIVE_NAME
+
+def download_archive(args: argparse.Namespace) -> tuple[Path, object]:
+    """The archive to export from, and, for a Xet download still being hashed, its PendingCheck (else None)."""
+    archive_path = archive_for(args)
+    if args.archive is not None:
+        return archive_path, None
+    check_datasets_version()
+    import hub_download
+
+    archive_check = hub_download.fetch_archive(str(archive_path), revision=args.revision)
+    return (archive_path if archive_check is None else Path(archive_check.path)), archive_check
+
+
+@contextlib.contextmanager
+def confirmed_before_errors(archive_check) -> Iterator[None]:
+    """An export that fails while its download is still being hashed reports a damaged download first: a
+    flipped byte explains an unreadable member better than the member's own error does."""
+    try:
+        yield
+    except Exception:
+        if archive_check is not None:
+            archive_check.confirm()
+        raise
 
 
 def split_rows(archive_path: Path) -> tuple:

@@ -58,3 +58,13 @@ def medium_archive(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("medium") / "raw"
     data_dir.mkdir()
     return synthetic_archive.write_archive(data_dir / "Audio.tar", synthetic_archive.corpus_members(utterances)), utterances
+
+
+@pytest.fixture(scope="session")
+def large_archive(tmp_path_factory):
+    """An archive of 31 MB: huggingface_hub writes what it received in 10 MiB chunks, so it must span a few, and
+    the stand-in's Xet storage serves it as dozens of xorbs. Returns (archive path, utterances); tests must not
+    change it."""
+    corpus = synthetic_archive.make_corpus({"G00001": 10, "G00003": 20, "G00015": 10}, {"happy": 1, "sad": 1}, mean_seconds=9.0)
+    archive_path = tmp_path_factory.mktemp("large") / "Audio.tar"
+    return synthetic_archive.write_archive(archive_path, synthetic_archive.corpus_members(corpus)), corpus

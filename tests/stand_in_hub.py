@@ -1,39 +1,71 @@
 """A stand-in for the Hugging Face Hub, serving one dataset file over real HTTP on 127.0.0.1.
 
-It answers what the pinned `huggingface_hub` and `datasets` send for a dataset file: `HEAD` and `GET` (with
+It answers what `huggingface_hub`, `hf_xet` and `datasets` send for a dataset file: `HEAD` and `GET` (with
 `Range`) on the `resolve` URL, the repository info API and the tree API, with the headers the real Hub
 sends (`ETag`, `X-Linked-Etag`, `X-Linked-Size`, `X-Repo-Commit`, `Accept-Ranges`, `X-Error-Code`). The clients
 are used as they are: point them at it with `HF_ENDPOINT`.
+
+With `xet=True` it also plays Xet storage, after the public Xet protocol (huggingface.co/docs/xet): the
+`resolve` answers announce the file's Xet hash and token route (`X-Xet-Hash`, `X-Xet-Refresh-Route`); the token
+route (`/api/datasets/<repo>/xet-read-token/<revision>`) answers with the CAS URL, an access token and its
+expiry in `X-Xet-Cas-Url`, `X-Xet-Access-Token`, `X-Xet-Token-Expiration`; the CAS API answers
+`GET /v1/reconstructions/<file hash>` (with or without `Range`) with terms and fetch information, and `/v2/`
+with 404, which sends a client back to v1 as the specification says; xorbs are served by byte range, each a
+run of uncompressed chunks of XET_CHUNK_BYTES behind their 8-byte headers. The file and xorb hashes are made up
+(the client checks neither: see the README), so no blake3 or content-defined chunking is needed.
 
 Modes: "normal"; "gated" (no token or an unknown one: 401 GatedRepo); "forbidden" (a token that has not been
 granted access: 403 GatedRepo); "not_found" (the file is missing: 404 EntryNotFound); "drop" (every `GET` of the
 file stops after `drop_after` bytes of its body); "outage" (the connection breaks for good once `drop_after` bytes
 of the file have been sent, counted over all `GET`s); "bad_checksum" (the bytes served differ from the sha256
 announced); "server_error" (every request answers 400, which no client retries and nothing here expects).
+Xet modes: "normal"; "outage" (xorb data stops for good after `xet_drop_after` bytes); "damaged" (one byte of
+a chunk's data is flipped, under the same headers); "token_401" and "token_403" (the token route refuses, as
+the Hub does for a gated repository).
+
+`rate_limit` caps what each connection sends, in bytes per second, as a real link would.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import socket
+import struct
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 GOOD_TOKEN = "hf_granted_token"
+XET_ACCESS_TOKEN = "xet_stand_in_access_token"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+XET_CHUNK_BYTES = 64 * 1024  # the specification's target chunk size; 128 KiB is its limit
+XET_CHUNK_HEADER_BYTES = 8
+SEND_PIECE_BYTES = 1 << 20
 
 
 class StandInHub:
-    def __init__(self, content: bytes, repo_id: str = "BAAI/Emotiontalk", filename: str = "Audio.tar"):
-        self.content, self.repo_id, self.filename = content, repo_id, filename
-        self.sha256 = hashlib.sha256(content).hexdigest()
+    def __init__(self, archive_path: os.PathLike, repo_id: str = "BAAI/Emotiontalk", filename: str = "Audio.tar",
+                 xet: bool = False, chunks_per_xorb: int = 1024, rate_limit: float | None = None):
+        self.archive_path, self.repo_id, self.filename = Path(archive_path), repo_id, filename
+        self.size = self.archive_path.stat().st_size
+        self._fd = os.open(self.archive_path, os.O_RDONLY)
+        self.sha256 = _file_sha256(self._fd, self.size)
+        self.xet, self.chunks_per_xorb, self.rate_limit = xet, chunks_per_xorb, rate_limit
+        self.xet_hash = hashlib.sha256(f"xet file {self.sha256}".encode()).hexdigest()
+        self.chunk_count = max(1, -(-self.size // XET_CHUNK_BYTES))
+        self.xorb_hashes = [hashlib.sha256(f"xorb {index} of {self.xet_hash}".encode()).hexdigest()
+                            for index in range(-(-self.chunk_count // chunks_per_xorb))]
         self.mode = "normal"
-        self.drop_after = 0
-        self.body_bytes_sent = 0
+        self.xet_mode = "normal"
+        self.drop_after = self.xet_drop_after = 0
+        self.body_bytes_sent = self.xorb_bytes_sent = 0
         self.requests: list[tuple[str, str, dict]] = []
+        self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -42,6 +74,10 @@ class StandInHub:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
+    @property
+    def content(self) -> bytes:
+        return self.read(0, self.size)
+
     def __enter__(self) -> "StandInHub":
         self._thread.start()
         return self
@@ -49,23 +85,89 @@ class StandInHub:
     def __exit__(self, *exc_info) -> None:
         self._server.shutdown()
         self._server.server_close()
+        os.close(self._fd)
 
-    def served_content(self) -> bytes:
-        if self.mode == "bad_checksum":
-            return bytes([self.content[0] ^ 0xFF]) + self.content[1:]
-        return self.content
+    def read(self, start: int, end: int) -> bytes:
+        """The bytes [start, end) of the file as served: damaged at byte 0 in "bad_checksum" mode."""
+        data = os.pread(self._fd, end - start, start)
+        if self.mode == "bad_checksum" and start == 0 and data:
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
+        return data
 
     def ranges_requested(self) -> list[str]:
         return [headers.get("range", "") for method, path, headers in self.requests if method == "GET" and "/resolve/" in path]
 
+    def xet_requests(self) -> list[str]:
+        return [path for method, path, headers in self.requests if "xet-read-token" in path or path.startswith(("/v1/", "/v2/", "/xorbs/"))]
+
+    def chunk_length(self, chunk: int) -> int:
+        return min(XET_CHUNK_BYTES, self.size - chunk * XET_CHUNK_BYTES)
+
+    def serialized_xorb(self, xorb: int, first_chunk: int, end_chunk: int) -> bytes:
+        """Chunks [first_chunk, end_chunk) of a xorb as it is stored: each an 8-byte header (version 0, stored
+        size, compression 0 for none, raw size; sizes 3 bytes little-endian), then the chunk's bytes."""
+        parts = []
+        for chunk in range(xorb * self.chunks_per_xorb + first_chunk, xorb * self.chunks_per_xorb + end_chunk):
+            length = self.chunk_length(chunk)
+            header = struct.pack("<B", 0) + length.to_bytes(3, "little") + struct.pack("<B", 0) + length.to_bytes(3, "little")
+            data = self.read(chunk * XET_CHUNK_BYTES, chunk * XET_CHUNK_BYTES + length)
+            if self.xet_mode == "damaged" and chunk == self.chunk_count // 2:
+                data = data[:-1] + bytes([data[-1] ^ 0x01])
+            parts += [header, data]
+        return b"".join(parts)
+
+    def reconstruction(self, first_byte: int, last_byte: int) -> dict:
+        """The v1 reconstruction of bytes [first_byte, last_byte]: one term per xorb that holds them."""
+        first_chunk, last_chunk = first_byte // XET_CHUNK_BYTES, last_byte // XET_CHUNK_BYTES
+        terms, fetch_info = [], {}
+        for xorb, xorb_hash in enumerate(self.xorb_hashes):
+            xorb_first = xorb * self.chunks_per_xorb
+            start = max(first_chunk, xorb_first) - xorb_first
+            end = min(last_chunk + 1, xorb_first + self.chunks_per_xorb) - xorb_first
+            if start >= end:
+                continue
+            unpacked = sum(self.chunk_length(xorb_first + chunk) for chunk in range(start, end))
+            terms.append({"hash": xorb_hash, "unpacked_length": unpacked, "range": {"start": start, "end": end}})
+            stride = XET_CHUNK_HEADER_BYTES + XET_CHUNK_BYTES
+            first, last = start * stride, start * stride + (end - start) * XET_CHUNK_HEADER_BYTES + unpacked - 1
+            fetch_info[xorb_hash] = [{
+                "range": {"start": start, "end": end},
+                # Signed for exactly this range, as the real transfer service's URLs are: no token goes with them.
+                "url": f"{self.url}/xorbs/default/{xorb_hash}?X-Xet-Signed-Range=bytes%3D{first}-{last}",
+                "url_range": {"start": first, "end": last},
+            }]
+        return {"offset_into_first_range": first_byte - first_chunk * XET_CHUNK_BYTES, "terms": terms, "fetch_info": fetch_info}
+
+
+def _file_sha256(fd: int, size: int) -> str:
+    digest = hashlib.sha256()
+    for offset in range(0, size, 1 << 24):
+        digest.update(os.pread(fd, 1 << 24, offset))
+    return digest.hexdigest()
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """[start, end) of a `Range: bytes=a-b` header within `size` bytes; None without one."""
+    if match := re.fullmatch(r"bytes=(\d+)-(\d*)", header):
+        return int(match.group(1)), min(size, int(match.group(2) or size - 1) + 1)
+    return None
+
 
 def _handler_for(hub: StandInHub):
-    resolve_path = re.compile(rf"^/datasets/{re.escape(hub.repo_id)}/resolve/([^/]+)/(.+)$")
-    info_path = re.compile(rf"^/api/datasets/{re.escape(hub.repo_id)}(?:/revision/([^/]+))?$")
-    tree_path = re.compile(rf"^/api/datasets/{re.escape(hub.repo_id)}/tree/([^/]+)/?$")
+    repo = re.escape(hub.repo_id)
+    resolve_path = re.compile(rf"^/datasets/{repo}/resolve/([^/]+)/(.+)$")
+    info_path = re.compile(rf"^/api/datasets/{repo}(?:/revision/([^/]+))?$")
+    tree_path = re.compile(rf"^/api/datasets/{repo}/tree/([^/]+)/?$")
+    token_path = re.compile(rf"^/api/datasets/{repo}/xet-read-token/([^/]+)$")
+    reconstruction_path = re.compile(r"^/v([12])/reconstructions/([0-9a-f]{64})$")
+    xorb_path = re.compile(r"^/xorbs/default/([0-9a-f]{64})$")
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            self.connection_started, self.connection_bytes = time.monotonic(), 0
 
         def log_message(self, *args) -> None:
             """Quiet: the tests read `hub.requests` instead."""
@@ -77,8 +179,15 @@ def _handler_for(hub: StandInHub):
             self._dispatch(send_body=True)
 
         def _dispatch(self, send_body: bool) -> None:
-            path = unquote(urlsplit(self.path).path)
+            url = urlsplit(self.path)
+            path = unquote(url.path)
             hub.requests.append((self.command, path, {k.lower(): v for k, v in self.headers.items()}))
+            if hub.xet and path.startswith("/xorbs/"):
+                self._xorb(path, unquote(url.query))
+                return
+            if hub.xet and path.startswith(("/v1/", "/v2/")):
+                self._cas(path)
+                return
             if not self._authorized():
                 return
             if hub.mode == "server_error":
@@ -90,6 +199,8 @@ def _handler_for(hub: StandInHub):
                 self._repo_info(match.group(1) or "main")
             elif self.command == "GET" and (match := tree_path.match(path)):
                 self._tree(match.group(1))
+            elif hub.xet and self.command == "GET" and (match := token_path.match(path)):
+                self._xet_token(match.group(1))
             else:
                 self._error(404, "RepoNotFound", "Repository not found")
 
@@ -115,40 +226,112 @@ def _handler_for(hub: StandInHub):
             if filename != hub.filename or hub.mode == "not_found":
                 self._error(404, "EntryNotFound", f"{filename} does not exist on \"{revision}\"")
                 return
-            content = hub.served_content()
-            start, end = 0, len(content)
-            status = 200
-            if match := re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", "")):
-                start, end = int(match.group(1)), min(len(content), int(match.group(2) or len(content) - 1) + 1)
-                if start >= len(content):
-                    self._error(416, None, "Requested range not satisfiable")
-                    return
-                status = 206
+            start, end = _byte_range(self.headers.get("Range", ""), hub.size) or (0, hub.size)
+            if start >= hub.size:
+                self._error(416, None, "Requested range not satisfiable")
+                return
+            status = 206 if self.headers.get("Range") else 200
             self.send_response(status)
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(end - start))
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("ETag", f'"{hub.sha256}"')
             self.send_header("X-Linked-Etag", f'"{hub.sha256}"')
-            self.send_header("X-Linked-Size", str(len(hub.content)))
+            self.send_header("X-Linked-Size", str(hub.size))
             self.send_header("X-Repo-Commit", COMMIT)
+            if hub.xet:
+                self.send_header("X-Xet-Hash", hub.xet_hash)
+                self.send_header("X-Xet-Refresh-Route", f"{hub.url}/api/datasets/{hub.repo_id}/xet-read-token/{revision}")
             if status == 206:
-                self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(content)}")
+                self.send_header("Content-Range", f"bytes {start}-{end - 1}/{hub.size}")
             self.end_headers()
             if not send_body:
                 return
             if hub.mode in ("drop", "outage"):
                 budget = hub.drop_after - (hub.body_bytes_sent if hub.mode == "outage" else 0)
-                self._send_body(content[start : start + max(0, budget)])
-                self.connection.shutdown(socket.SHUT_RDWR)
-                self.close_connection = True
+                self._send_file_range(start, min(end, start + max(0, budget)))
+                self._cut()
                 return
-            self._send_body(content[start:end])
+            self._send_file_range(start, end)
+
+        def _send_file_range(self, start: int, end: int) -> None:
+            for offset in range(start, end, SEND_PIECE_BYTES):
+                piece = hub.read(offset, min(end, offset + SEND_PIECE_BYTES))
+                self._send_body(piece)
+                with hub._lock:
+                    hub.body_bytes_sent += len(piece)
 
         def _send_body(self, body: bytes) -> None:
-            self.wfile.write(body)
+            """Write `body`, no faster than `rate_limit` bytes per second over this connection's life."""
+            for offset in range(0, len(body), SEND_PIECE_BYTES):
+                piece = body[offset : offset + SEND_PIECE_BYTES]
+                self.wfile.write(piece)
+                self.connection_bytes += len(piece)
+                if hub.rate_limit:
+                    ahead = self.connection_bytes / hub.rate_limit - (time.monotonic() - self.connection_started)
+                    if ahead > 0:
+                        time.sleep(ahead)
             self.wfile.flush()
-            hub.body_bytes_sent += len(body)
+
+        def _cut(self) -> None:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+
+        def _xet_token(self, revision: str) -> None:
+            if not self._known_revision(revision):
+                return
+            if hub.xet_mode in ("token_401", "token_403"):
+                status = int(hub.xet_mode[-3:])
+                self._error(status, None, "Access to this resource is restricted" if status == 403 else "Invalid credentials")
+                return
+            expiry = int(time.time()) + 3600
+            self._json(200, {"accessToken": XET_ACCESS_TOKEN, "exp": expiry, "casUrl": hub.url}, headers={
+                "X-Xet-Cas-Url": hub.url, "X-Xet-Access-Token": XET_ACCESS_TOKEN, "X-Xet-Token-Expiration": str(expiry),
+            })
+
+        def _cas(self, path: str) -> None:
+            if self.headers.get("Authorization") != f"Bearer {XET_ACCESS_TOKEN}":
+                self._error(401, None, "missing or invalid Xet access token")
+            elif (match := reconstruction_path.match(path)) and match.group(1) == "1" and match.group(2) == hub.xet_hash:
+                start, end = _byte_range(self.headers.get("Range", ""), hub.size) or (0, hub.size)
+                if start >= hub.size:
+                    self._error(416, None, "Requested range not satisfiable")
+                else:
+                    self._json(200, hub.reconstruction(start, end - 1))
+            else:
+                self._error(404, None, "not found")
+
+        def _xorb(self, path: str, query: str) -> None:
+            match = xorb_path.match(path)
+            if not match or match.group(1) not in hub.xorb_hashes:
+                self._error(404, None, "not found")
+                return
+            if query != f"X-Xet-Signed-Range={self.headers.get('Range')}":
+                self._error(403, None, "the Range header is not the signed range")
+                return
+            xorb = hub.xorb_hashes.index(match.group(1))
+            stride = XET_CHUNK_HEADER_BYTES + XET_CHUNK_BYTES
+            chunks = min(hub.chunks_per_xorb, hub.chunk_count - xorb * hub.chunks_per_xorb)
+            xorb_size = chunks * XET_CHUNK_HEADER_BYTES + sum(
+                hub.chunk_length(xorb * hub.chunks_per_xorb + chunk) for chunk in range(chunks))
+            start, end = _byte_range(self.headers.get("Range", ""), xorb_size) or (0, xorb_size)
+            body = hub.serialized_xorb(xorb, start // stride, -(-end // stride))
+            body = body[start - start // stride * stride :][: end - start]
+            self.send_response(206)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{xorb_size}")
+            self.end_headers()
+            if hub.xet_mode == "outage":
+                with hub._lock:
+                    budget = max(0, hub.xet_drop_after - hub.xorb_bytes_sent)
+                    hub.xorb_bytes_sent += min(budget, len(body))
+                self._send_body(body[:budget])
+                if budget < len(body):
+                    self._cut()
+                return
+            self._send_body(body)
 
         def _repo_info(self, revision: str) -> None:
             if self._known_revision(revision):
@@ -163,19 +346,21 @@ def _handler_for(hub: StandInHub):
                 return
             entries = []
             if hub.mode != "not_found":
-                size = len(hub.content)
                 entries.append({
-                    "type": "file", "path": hub.filename, "size": size, "oid": hashlib.sha1(hub.content).hexdigest(),
-                    "lfs": {"oid": hub.sha256, "size": size, "pointerSize": 134},
+                    "type": "file", "path": hub.filename, "size": hub.size, "oid": hashlib.sha1(hub.sha256.encode()).hexdigest(),
+                    "lfs": {"oid": hub.sha256, "size": hub.size, "pointerSize": 134},
+                    **({"xetHash": hub.xet_hash} if hub.xet else {}),
                 })
             self._json(200, entries)
 
-        def _json(self, status: int, payload, error_code: str | None = None) -> None:
+        def _json(self, status: int, payload, error_code: str | None = None, headers: dict | None = None) -> None:
             data = json.dumps(payload).encode()
             self.send_response(status)
             if error_code:
                 self.send_header("X-Error-Code", error_code)
                 self.send_header("X-Error-Message", payload["error"])
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

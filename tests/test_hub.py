@@ -16,6 +16,8 @@ from conftest import BUILDER_SCRIPT
 from stand_in_hub import GOOD_TOKEN, StandInHub
 from test_export import EXPORTER, assert_exported, assert_one_line_error
 
+# hf_xet retries a failed request 5 times, 3 s apart at first; the tests that cut Xet off need no such patience.
+XET_QUICK_RETRIES = {"HF_XET_CLIENT_RETRY_MAX_ATTEMPTS": "1", "HF_XET_CLIENT_RETRY_BASE_DELAY": "10ms"}
 ACCESS_HINT = "accept the conditions at https://huggingface.co/datasets/BAAI/Emotiontalk, then run `hf auth login` or set HF_TOKEN"
 
 # Prints what the split holds, so that the parent can compare it with a local build.
@@ -31,14 +33,14 @@ print(json.dumps(rows))
 @pytest.fixture
 def hub(small_archive):
     data_dir, utterances = small_archive
-    with StandInHub((data_dir / "Audio.tar").read_bytes()) as stand_in:
+    with StandInHub(data_dir / "Audio.tar") as stand_in:
         stand_in.utterances = utterances
         yield stand_in
 
 
 def hub_env(tmp_path, endpoint, token=GOOD_TOKEN, **extra):
     """A fresh Hugging Face home per test, the stand-in as endpoint, and the token (if any) in HF_TOKEN."""
-    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf-home"), **extra}
+    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf-home"), **XET_QUICK_RETRIES, **extra}
     env.pop("HF_DATASETS_CACHE")
     if token:
         env["HF_TOKEN"] = token
@@ -153,14 +155,6 @@ def test_offline_without_a_download_says_so(tmp_path, hub):
     assert hub.requests == []
 
 
-@pytest.fixture
-def large_archive(tmp_path):
-    """An archive of 31 MB: huggingface_hub writes what it received in 10 MiB chunks, so it must span a few."""
-    corpus = synthetic_archive.make_corpus({"G00001": 10, "G00003": 20, "G00015": 10}, {"happy": 1, "sad": 1}, mean_seconds=9.0)
-    archive_path = synthetic_archive.write_archive(tmp_path / "Audio.tar", synthetic_archive.corpus_members(corpus))
-    return archive_path.read_bytes(), corpus
-
-
 def assert_resumed_never_restarted(hub):
     """Every GET of the archive after the first asks for the rest, from no earlier than the one before it."""
     first, *resumed = hub.ranges_requested()
@@ -171,8 +165,8 @@ def assert_resumed_never_restarted(hub):
 
 def test_cut_connections_resume_until_the_download_is_complete(tmp_path, large_archive):
     """huggingface_hub 0.x stops at a cut and the next run resumes; 1.x and later resume within the same run."""
-    content, corpus = large_archive
-    with StandInHub(content) as hub:
+    archive_path, corpus = large_archive
+    with StandInHub(archive_path) as hub:
         hub.mode, hub.drop_after = "drop", 25_000_000
         for _ in range(3):
             result = export_from_hub(tmp_path, hub.url)
@@ -181,13 +175,13 @@ def test_cut_connections_resume_until_the_download_is_complete(tmp_path, large_a
             assert_one_line_error(result, "was interrupted", "run the same command again to resume")
         assert result.returncode == 0, result.stderr
         assert_resumed_never_restarted(hub)
-        assert (tmp_path / "h2t" / "emotiontalk" / "raw" / "Audio.tar").read_bytes() == content
+        assert (tmp_path / "h2t" / "emotiontalk" / "raw" / "Audio.tar").read_bytes() == hub.content
         assert_exported(tmp_path / "h2t" / "emotiontalk", corpus)
 
 
 def test_lasting_outage_says_interrupted_and_the_next_run_resumes(tmp_path, large_archive):
-    content, corpus = large_archive
-    with StandInHub(content) as hub:
+    archive_path, corpus = large_archive
+    with StandInHub(archive_path) as hub:
         hub.mode, hub.drop_after = "outage", 25_000_000
         first = export_from_hub(tmp_path, hub.url)
         assert_one_line_error(first, "was interrupted", "run the same command again to resume")

@@ -1,0 +1,218 @@
+"""Audio.tar from the Hub into the export's raw/ folder: Xet first, HTTP ranges to resume, one pass over the bytes.
+
+The exporter's own download, kept out of the loading script, which `load_dataset` copies into its cache and which
+needs only `hf_hub_download`. Here:
+
+- An archive already in the Hugging Face cache (from an earlier `load_dataset`) becomes a hard link, or a copy
+  where a link cannot be made, after its check.
+- When the Hub announces Xet for the file and `hf_xet` is installed (and `HF_HUB_DISABLE_XET` is not set),
+  huggingface_hub's `xet_get` downloads it over parallel connections. `hf_xet` checks no hash of what it receives,
+  so the archive is hashed in a thread beside the export, and takes its final name only once it matches.
+- Otherwise, or when a Xet download fails or was cut short, huggingface_hub's `http_get` appends the rest to
+  `raw/.Audio.tar.incomplete` by HTTP range, hashing the bytes as they arrive: a download resumes where the
+  last one stopped, across runs. (An interrupted Xet download would start over: `hf_xet` keeps no chunks.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import BinaryIO
+
+import huggingface_hub
+import huggingface_hub.file_download
+from tqdm.auto import tqdm
+
+import emotiontalk_test
+from emotiontalk_test import _ARCHIVE_NAME as ARCHIVE_NAME
+from emotiontalk_test import _REPO_ID as REPO_ID
+
+UNVERIFIED_DIR = ".unverified"  # inside raw/: a complete Xet download, read by the export while it is hashed
+HASH_BLOCK_BYTES = 1 << 24  # hashlib releases the GIL on blocks this large
+
+
+def fetch_archive(archive_path: str, revision: str = "main", token: str | None = None) -> PendingCheck | None:
+    """Put Audio.tar at `archive_path`, checked against the size and sha256 that the Hub announces; or, after a
+    Xet download, a PendingCheck of it, to be confirmed before the export is reported as done.
+
+    A file already at `archive_path` is checked and kept. Offline, a cached archive is checked against the cache's
+    own record, its blob's name."""
+    offline = huggingface_hub.constants.HF_HUB_OFFLINE
+    expected = None if offline else emotiontalk_test.hub_file_metadata(revision, token)
+    raw_dir = os.path.dirname(archive_path)
+    partial_path = os.path.join(raw_dir, f".{ARCHIVE_NAME}.incomplete")
+    unverified_path = os.path.join(raw_dir, UNVERIFIED_DIR, ARCHIVE_NAME)
+    if os.path.isfile(unverified_path):  # a run was stopped before it finished checking a Xet download
+        os.replace(unverified_path, partial_path)
+        os.rmdir(os.path.dirname(unverified_path))
+    if os.path.isfile(archive_path):
+        if expected is not None:
+            emotiontalk_test.verify_download(archive_path, expected.size, expected.etag)
+        return None
+    cached = huggingface_hub.try_to_load_from_cache(REPO_ID, ARCHIVE_NAME, revision=revision, repo_type="dataset")
+    cached_sha256 = os.path.basename(os.path.realpath(cached)) if isinstance(cached, str) else None
+    if cached_sha256 is not None and (expected is None or cached_sha256 == expected.etag):
+        emotiontalk_test.verify_download(cached, None if expected is None else expected.size, cached_sha256,
+                                         record="the Hub announces" if expected else "the Hugging Face cache records")
+        link_or_copy(os.path.realpath(cached), archive_path)
+        return None
+    if expected is None:
+        raise emotiontalk_test.ArchiveError(emotiontalk_test.offline_message())
+    os.makedirs(raw_dir, exist_ok=True)
+    if xet_download(partial_path, expected, revision, token):
+        os.makedirs(os.path.dirname(unverified_path), exist_ok=True)
+        os.replace(partial_path, unverified_path)
+        return PendingCheck(unverified_path, archive_path, expected.size, expected.etag)
+    sha256 = resume_download(partial_path, revision, token, expected.size)
+    emotiontalk_test.verify_download(partial_path, expected.size, expected.etag, sha256=sha256)
+    os.replace(partial_path, archive_path)
+    return None
+
+
+def xet_download(partial_path: str, expected: huggingface_hub.HfFileMetadata, revision: str, token: str | None) -> bool:
+    """Download into `partial_path` over Xet, if the Hub announces it and nothing is kept from an earlier
+    download (which Xet would throw away). False when the ranged download is to take over: no Xet, or a Xet
+    download that failed, whose bytes so far it continues from. A refusal of the Hub (gated, 401, 403) is raised."""
+    usable = expected.xet_file_data is not None and huggingface_hub.file_download.is_xet_available()
+    if not usable or (os.path.exists(partial_path) and os.path.getsize(partial_path) > 0):
+        return False
+    try:
+        huggingface_hub.file_download.xet_get(
+            incomplete_path=Path(partial_path),
+            xet_file_data=expected.xet_file_data,
+            headers=huggingface_hub.utils.build_hf_headers(token=token),
+            expected_size=expected.size,
+            displayed_filename=ARCHIVE_NAME,
+        )
+    except huggingface_hub.errors.HfHubHTTPError as error:  # the token route: the Hub's answer, not Xet's
+        emotiontalk_test.raise_hub_error(error, revision, token)
+    except Exception as error:  # noqa: BLE001 - hf_xet raises RuntimeError for whatever went wrong inside it
+        kept = os.path.getsize(partial_path) if os.path.exists(partial_path) else 0
+        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        tqdm.write(f"The Xet download of {ARCHIVE_NAME} failed ({reason}); continuing over HTTP ranges from byte {kept}",
+                   file=sys.stderr)
+        return False
+    return True
+
+
+def resume_download(partial_path: str, revision: str, token: str | None, expected_size: int | None) -> str:
+    """Append the rest of Audio.tar to `partial_path` by HTTP range (huggingface_hub's `http_get`, which shows
+    progress); the sha256 of the whole file, from the bytes as they were written."""
+    url = huggingface_hub.hf_hub_url(REPO_ID, ARCHIVE_NAME, repo_type="dataset", revision=revision)
+    if expected_size is not None and os.path.exists(partial_path) and os.path.getsize(partial_path) > expected_size:
+        os.remove(partial_path)  # longer than the file: left from another upload of it
+    with open(partial_path, "ab") as partial_file:
+        hashing_file = HashingFile(partial_file)
+        try:
+            huggingface_hub.file_download.http_get(
+                url,
+                hashing_file,
+                resume_size=hashing_file.tell(),
+                headers=huggingface_hub.utils.build_hf_headers(token=token),
+                expected_size=expected_size,
+                displayed_filename=ARCHIVE_NAME,
+            )
+        except Exception as error:
+            emotiontalk_test.raise_hub_error(error, revision, token)
+    return hashing_file.sha256.hexdigest()
+
+
+class HashingFile:
+    """The partial download as `http_get` writes to it, hashed on the way: the part kept from earlier runs once,
+    then every block as it is appended. `http_get` only appends, except that it goes back to byte 0 when a server
+    answers a range request with the whole file; the hash then goes back with it."""
+
+    def __init__(self, file: BinaryIO):
+        self.file = file
+        self.name = file.name
+        self.sha256 = prefix_sha256(file.name, file.tell())
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        return self.file.write(data)
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        position = self.file.seek(offset, whence)
+        self.sha256 = prefix_sha256(self.name, position)
+        return position
+
+    def truncate(self, size: int | None = None) -> int:
+        return self.file.truncate(size)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def prefix_sha256(path: str, length: int, show_progress: bool = True):
+    """A sha256 object fed with the first `length` bytes of `path`."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file, tqdm(total=length, unit="B", unit_scale=True, disable=not show_progress or length == 0,
+                                        desc=f"Hashing the kept part of {ARCHIVE_NAME}") as progress:
+        while progress.n < length and (block := file.read(min(HASH_BLOCK_BYTES, length - progress.n))):
+            digest.update(block)
+            progress.update(len(block))
+    return digest
+
+
+class PendingCheck:
+    """A Xet download that lies in raw/.unverified/ while a thread hashes it beside the export. `confirm` waits
+    for the hash, then gives the archive its final name, or deletes it and raises the one-line error."""
+
+    def __init__(self, unverified_path: str, archive_path: str, expected_size: int | None, expected_sha256: str):
+        self.path, self.archive_path = unverified_path, archive_path
+        self.expected_size, self.expected_sha256 = expected_size, expected_sha256
+        self.sha256: str | None = None
+        self.error: OSError | None = None
+        self.thread = threading.Thread(target=self.hash_file, name="hash Audio.tar", daemon=True)
+        self.thread.start()
+
+    def hash_file(self) -> None:
+        try:
+            self.sha256 = prefix_sha256(self.path, os.path.getsize(self.path), show_progress=False).hexdigest()
+        except OSError as error:
+            self.error = error
+
+    def confirm(self) -> str:
+        self.thread.join()
+        try:
+            if self.error is not None:
+                raise self.error
+            emotiontalk_test.verify_download(self.path, self.expected_size, self.expected_sha256, sha256=self.sha256)
+            os.replace(self.path, self.archive_path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(self.path))
+        return self.archive_path
+
+
+def link_or_copy(source_path: str, archive_path: str) -> None:
+    """A hard link to `source_path`, or a copy with a progress bar across filesystems; renamed into place."""
+    temporary = os.path.join(os.path.dirname(archive_path), f".{ARCHIVE_NAME}.link.tmp")
+    os.makedirs(os.path.dirname(archive_path), exist_ok=True)
+    if os.path.lexists(temporary):  # left by a run that was killed
+        os.remove(temporary)
+    try:
+        try:
+            os.link(source_path, temporary)
+        except OSError:  # another filesystem, or one without hard links
+            copy_with_progress(source_path, temporary)
+        os.replace(temporary, archive_path)
+    finally:
+        if os.path.lexists(temporary):
+            os.remove(temporary)
+
+
+def copy_with_progress(source_path: str, destination_path: str) -> None:
+    with open(source_path, "rb") as source, open(destination_path, "wb") as copy, tqdm(
+        total=os.path.getsize(source_path), unit="B", unit_scale=True, desc=f"Copying {ARCHIVE_NAME} from the cache"
+    ) as progress:
+        while chunk := source.read(1 << 22):
+            copy.write(chunk)
+            progress.update(len(chunk))
