@@ -30,9 +30,10 @@ _CITATION = """\
 
 _DESCRIPTION = """\
 EmotionTalk is an interactive Chinese multimodal emotion dataset: 19 actors in dyadic conversations,
-23.6 hours of speech in 19,250 utterances, each labelled with one of seven emotions. This script defines
-its test split, the 1929 utterances of speaker groups G00003 and G00015, with the 44.1 kHz audio, the
-Mandarin transcription, the emotion label, the speaker and the full original annotation record.
+23.6 hours of speech in 19,250 utterances, each labelled with one of seven emotions.
+
+This script defines its test split, the 1929 utterances of speaker groups G00003 and G00015, with the 44.1 kHz
+audio, the Mandarin transcription, the emotion label, the speaker and the full original annotation record.
 """
 
 _HOMEPAGE = "https://huggingface.co/datasets/BAAI/Emotiontalk"

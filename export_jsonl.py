@@ -18,7 +18,9 @@ import collections
 import contextlib
 import gc
 import hashlib
+import importlib
 import io
+import itertools
 import json
 import os
 import signal
@@ -80,11 +82,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Export the EmotionTalk test split (1929 utterances) as $H2T_DATADIR/emotiontalk/"
         "{audio/zh/*.wav, raw/Audio.tar, zh-en.jsonl}. Without --archive, Audio.tar is downloaded from the gated "
-        "Hub dataset BAAI/Emotiontalk into raw/ (resuming a partial download), or hard-linked from the Hugging Face "
-        "cache if an earlier load_dataset put it there, unless it is already in raw/.",
-        epilog="Environment: H2T_DATADIR (output root, unless --datadir); HF_TOKEN (Hub token, else the one saved by "
-        "`hf auth login`); HF_ENDPOINT (Hub mirror); HF_HUB_OFFLINE=1 (never touch the network, use raw/Audio.tar "
-        "as it is).",
+        "Hub dataset BAAI/Emotiontalk into raw/ (over Xet where the Hub offers it, else by HTTP range, resuming a "
+        "partial download), or hard-linked from the Hugging Face cache if an earlier load_dataset put it there, "
+        "unless it is already in raw/.",
+        epilog="""examples:
+  python export_jsonl.py --demo --datadir demo           try it on a small synthetic archive, no Hub access
+  H2T_DATADIR=/data/h2t python export_jsonl.py           download Audio.tar (or reuse it) and export
+  python export_jsonl.py --archive /downloads/Audio.tar  export an archive already on disk, no network
+  python export_jsonl.py --verify                        check an export against its archive
+
+environment:
+  H2T_DATADIR           output root, unless --datadir
+  HF_TOKEN              Hub token, else the one saved by `hf auth login`
+  HF_ENDPOINT           a Hub mirror
+  HF_HUB_OFFLINE=1      never touch the network: use raw/Audio.tar, or the Hugging Face cache's copy, as it is
+  HF_HUB_DISABLE_XET=1  download over plain HTTP ranges even where the Hub offers Xet""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--datadir", type=Path, help="output root instead of $H2T_DATADIR")
     parser.add_argument("--archive", type=Path, help="use this Audio.tar already on disk; no network")
@@ -103,7 +116,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, restore_signal_handlers: bool = True) -> int:
+    """Run the command; the status to exit with. Without `restore_signal_handlers`, as a script runs it, SIGINT and
+    SIGTERM are ignored from the moment the work is done or reported: a late Ctrl-C would otherwise give a
+    traceback on the way out, or, while Python shuts down, kill the process without a word."""
+    global signals_deferred
+    signals_deferred = False
     previous_handlers = {number: signal.signal(number, raise_interrupted) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         args = parse_args(argv)
@@ -111,22 +129,28 @@ def main(argv: list[str] | None = None) -> int:
             return verify(export_dir_for(args), archive_for(args))
         return export(args)
     except Interrupted as interruption:
+        remove_folders_left_empty()
         print("\nexport_jsonl.py: interrupted; nothing was left half-written, run the same command again to finish",
               file=sys.stderr)
         return 128 + interruption.signal_number
     except Exception as error:  # noqa: BLE001 - anything expected is reported as one line below
+        remove_folders_left_empty()
         message = one_line_error(error)
         if message is None:
             raise
         print(f"export_jsonl.py: error: {message}", file=sys.stderr)
         return 1
     finally:
+        signals_deferred = True
         for number, handler in previous_handlers.items():
-            signal.signal(number, handler)
+            signal.signal(number, handler if restore_signal_handlers else signal.SIG_IGN)
 
 
 def export(args: argparse.Namespace) -> int:
     export_dir = export_dir_for(args)
+    make_folder(export_dir)
+    if not os.access(export_dir, os.W_OK):
+        raise ExportError(f"{export_dir}: folder is not writable; choose a writable --datadir or H2T_DATADIR")
     audio_dir = export_dir / AUDIO_DIR
     manifest_path = export_dir / MANIFEST_NAME
     if args.demo:
@@ -136,10 +160,11 @@ def export(args: argparse.Namespace) -> int:
     if not args.force and archive_path.is_file() and export_is_current(state, archive_path, export_dir, args.parquet):
         print_summary(state, export_dir, archive_path, written=0)
         return 0
+    check_datasets_version()
     archive_check = None
     if args.force or not archive_path.is_file() or state.get("archive") != archive_fingerprint(archive_path):
         archive_path, archive_check = download_archive(args)
-    audio_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(audio_dir)
     from tqdm.auto import tqdm
 
     with confirmed_before_errors(archive_check):
@@ -166,7 +191,7 @@ def export(args: argparse.Namespace) -> int:
                 summary["seconds"] += audio_seconds(audio_bytes, row["file_path"])
         if archive_check is not None:  # a Xet download, hashed beside the export: nothing is final before it
             archive_path = Path(archive_check.confirm())
-        parquet_sizes = parquet.finish(dataset_card(info)) if args.parquet else None
+        parquet_sizes = parquet.finish(dataset_card(info, summary["group"])) if args.parquet else None
     manifest = "".join(manifest_lines).encode("utf-8")
     write_atomically(manifest_path, manifest)
     # Only now that the new manifest is in place may WAVs it does not name go.
@@ -202,7 +227,7 @@ class ParquetShards:
         self.row_group_bytes = 0
 
     def __enter__(self) -> "ParquetShards":
-        self.parquet_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(self.parquet_dir)
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -245,8 +270,7 @@ class ParquetShards:
         """Name the shards test-0000i-of-0000N, write the card, remove shards of an earlier export; the sizes by name."""
         if self.writer is not None:
             self.close_shard()
-        count = len(self.temporary_paths)
-        names = [f"test-{index:05d}-of-{count:05d}.parquet" for index in range(count)]
+        names = parquet_shard_names(len(self.temporary_paths))
         for temporary, name in zip(self.temporary_paths, names):
             os.replace(temporary, self.parquet_dir / name)
         write_atomically(self.parquet_dir / "README.md", card.encode("utf-8"))
@@ -256,8 +280,15 @@ class ParquetShards:
         return {name: (self.parquet_dir / name).stat().st_size for name in names}
 
 
-def dataset_card(info) -> str:
-    """The Hugging Face dataset card of the Parquet copy, from the loading script's own description and citation."""
+def parquet_shard_names(count: int) -> list[str]:
+    """The names of an export's shards, as the Hub names the split's files: test-00000-of-00002.parquet, ..."""
+    return [f"test-{index:05d}-of-{count:05d}.parquet" for index in range(count)]
+
+
+def dataset_card(info, group_rows: dict[str, int]) -> str:
+    """The Hugging Face dataset card of the Parquet copy: what EmotionTalk is (the first paragraph of the loading
+    script's description), its licence and citation, and what this copy holds, counted."""
+    groups = " and ".join(f"{group} ({rows})" for group, rows in sorted(group_rows.items()))
     return f"""---
 license: {info.license}
 language:
@@ -276,10 +307,12 @@ configs:
 
 # EmotionTalk test split (Parquet)
 
-{info.description}
-This folder holds that split as Parquet files, written by `export_jsonl.py --parquet` from `Audio.tar` of
-the gated Hub dataset [BAAI/Emotiontalk]({info.homepage}). Each file carries the dataset's features in its
-schema, so any release of `datasets` (3.6, 4 and 5 alike) loads it without a loading script:
+{info.description.split(chr(10) * 2)[0]}
+
+This folder holds its test split, the {sum(group_rows.values())} utterances of speaker groups {groups}, as Parquet
+files, written by `export_jsonl.py --parquet` from `Audio.tar` of the gated Hub dataset
+[BAAI/Emotiontalk]({info.homepage}). Each file carries the dataset's features in its schema, so any release of
+`datasets` (3.6, 4 and 5 alike) loads it without a loading script:
 
 ```python
 from datasets import Audio, load_dataset
@@ -353,9 +386,15 @@ def verify(export_dir: Path, archive_path: Path) -> int:
     problems += [f"{path}: stray WAV, not in the manifest" for path in sorted(audio_dir.glob("*.wav")) if path.name not in expected_wavs]
     if shard_rows is not None and next(shard_rows, None) is not None:
         problems.append(f"{parquet_dir}: more rows than the archive's split")
+    shard_names = sorted(path.name for path in parquet_dir.glob("*.parquet"))
+    if shard_names != parquet_shard_names(len(shard_names)):
+        problems.append(f"{parquet_dir}: holds {', '.join(shard_names)}, not the shards of one export "
+                        f"(test-<i>-of-<n>); load_dataset would read them all: run export_jsonl.py --parquet --force")
     for problem in problems:
         print(problem)
-    print(f"verified {len(expected_lines)} rows in {export_dir}: " + (f"{len(problems)} problems" if problems else "all correct"))
+    shards_checked = f" and {len(shard_names)} Parquet shard{'s' * (len(shard_names) != 1)}" if parquet_dir.is_dir() else ""
+    print(f"verified {len(expected_lines)} rows{shards_checked} in {export_dir}: "
+          + (f"{len(problems)} problems" if problems else "all correct"))
     return 1 if problems else 0
 
 
@@ -383,24 +422,39 @@ def export_dir_for(args: argparse.Namespace) -> Path:
     datadir = args.datadir or os.environ.get("H2T_DATADIR")
     if not datadir:
         raise ExportError("H2T_DATADIR is not set: `export H2T_DATADIR=/path/to/h2t-data` or pass --datadir")
-    export_dir = Path(datadir).expanduser().resolve() / DATASET_ID
+    return Path(datadir).expanduser().resolve() / DATASET_ID
+
+
+FOLDERS_CREATED: list[Path] = []
+
+
+def make_folder(folder: Path) -> None:
+    """`mkdir -p` that remembers the folders it made, so that a failed run can take back those it left empty."""
+    missing = [path for path in (folder, *folder.parents) if not path.exists()]
     try:
-        export_dir.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ExportError(f"{export_dir}: cannot create the output folder ({error.strerror}); choose a writable --datadir") from None
-    if not os.access(export_dir, os.W_OK):
-        raise ExportError(f"{export_dir}: folder is not writable; choose a writable --datadir or H2T_DATADIR")
-    return export_dir
+        raise ExportError(f"{folder}: cannot create the output folder ({error.strerror}); choose a writable --datadir") from None
+    FOLDERS_CREATED.extend(reversed(missing))
+
+
+def remove_folders_left_empty() -> None:
+    for folder in reversed(FOLDERS_CREATED):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    FOLDERS_CREATED.clear()
 
 
 def archive_for(args: argparse.Namespace) -> Path:
     """--archive as given, else raw/Audio.tar."""
     if args.archive is not None:
         archive_path = args.archive.expanduser().resolve()
+        if archive_path.is_dir():  # the folder that holds it, as data_dir= takes it
+            archive_path = archive_path / ARCHIVE_NAME
         if archive_path.name != ARCHIVE_NAME:
             raise ExportError(f"{archive_path}: the archive must be named {ARCHIVE_NAME} (rename or link it)")
         if not archive_path.is_file():
-            raise ExportError(f"{archive_path}: no such file; give the path of the downloaded {ARCHIVE_NAME}")
+            raise ExportError(f"{archive_path}: no such file; give the path of the downloaded {ARCHIVE_NAME}, or of its folder")
         return archive_path
     return export_dir_for(args) / "raw" / ARCHIVE_NAME
 
@@ -410,9 +464,8 @@ def download_archive(args: argparse.Namespace) -> tuple[Path, object]:
     archive_path = archive_for(args)
     if args.archive is not None:
         return archive_path, None
-    check_datasets_version()
-    import hub_download
-
+    make_folder(archive_path.parent)
+    hub_download = import_frozen("hub_download")
     archive_check = hub_download.fetch_archive(str(archive_path), revision=args.revision)
     return (archive_path if archive_check is None else Path(archive_check.path)), archive_check
 
@@ -436,20 +489,29 @@ def split_rows(archive_path: Path) -> tuple:
     Streamed: the exporter needs each row once, and a cached Arrow copy of all the test audio would cost a
     second full write of it (bench/README.md)."""
     check_datasets_version()
-    # Importing datasets makes some 100,000 objects that live as long as the process (pandas, pyarrow, aiohttp).
-    # The garbage collector would walk them again and again while they are made, and once more at exit, and
-    # free none: 0.25 s of a 2.5 s export of the bench/ archive. Frozen, they are left out of every collection.
-    gc.disable()
-    import datasets
-
-    gc.freeze()
-    gc.enable()
+    datasets = import_frozen("datasets")
     dataset = datasets.load_dataset(
         str(BUILDER_SCRIPT), data_dir=str(archive_path.parent), split="test", streaming=True, trust_remote_code=True
     )
     # A row-wise `map` makes datasets 3.6 apply the features to each streamed row in Python; iterating the
     # dataset itself would convert every row to Arrow and back (bench/README.md).
-    return dataset.info, iter(dataset.decode(False).map(lambda row: row))
+    rows = iter(dataset.decode(False).map(lambda row: row))
+    # The first row is read here: an archive the builder refuses fails before any progress bar is drawn.
+    first_row = next(rows, None)
+    return dataset.info, (rows if first_row is None else itertools.chain([first_row], rows))
+
+
+def import_frozen(module_name: str):
+    """Import a module with the garbage collector held off, and freeze what the import made. Importing datasets
+    (directly, or through the loading script) makes some 100,000 objects that live as long as the process (pandas,
+    pyarrow, aiohttp); the collector would walk them again and again while they are made, and once more at exit,
+    and free none: 0.25 s of a 2.5 s export of the bench/ archive. Frozen, they are left out of every collection."""
+    gc.disable()
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def check_datasets_version() -> None:
@@ -537,7 +599,9 @@ def export_is_current(state: dict, archive_path: Path, export_dir: Path, parquet
     manifest_path = export_dir / MANIFEST_NAME
     if not manifest_path.is_file() or hashlib.sha256(manifest_path.read_bytes()).hexdigest() != state["manifest_sha256"]:
         return False
-    if parquet and not (state["parquet_sizes"] and files_have_sizes(export_dir / PARQUET_DIR, state["parquet_sizes"])):
+    parquet_dir = export_dir / PARQUET_DIR
+    if parquet and not (state["parquet_sizes"] and files_have_sizes(parquet_dir, state["parquet_sizes"])
+                        and sorted(path.name for path in parquet_dir.glob("*.parquet")) == sorted(state["parquet_sizes"])):
         return False
     return files_have_sizes(export_dir / AUDIO_DIR, state["wav_sizes"])
 
@@ -552,9 +616,10 @@ def files_have_sizes(folder: Path, sizes: dict[str, int]) -> bool:
 def write_demo_archive(archive_path: Path, force: bool) -> Path:
     if archive_path.is_file() and not force:
         return archive_path
+    check_datasets_version()
     import synthetic_archive
 
-    archive_path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(archive_path.parent)
     with temporary_beside(archive_path) as temporary:
         synthetic_archive.write_small_archive(temporary)
     return archive_path
@@ -593,4 +658,4 @@ def one_line_error(error: BaseException) -> str | None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(restore_signal_handlers=False))

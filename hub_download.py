@@ -7,7 +7,8 @@ needs only `hf_hub_download`. Here:
   where a link cannot be made, after its check.
 - When the Hub announces Xet for the file and `hf_xet` is installed (and `HF_HUB_DISABLE_XET` is not set),
   huggingface_hub's `xet_get` downloads it over parallel connections. `hf_xet` checks no hash of what it receives,
-  so the archive is hashed in a thread beside the export, and takes its final name only once it matches.
+  so a thread hashes the file as it is written, and the archive takes its final name only once the hash matches,
+  after the export has read it.
 - Otherwise, or when a Xet download fails or was cut short, huggingface_hub's `http_get` appends the rest to
   `raw/.Audio.tar.incomplete` by HTTP range, hashing the bytes as they arrive: a download resumes where the
   last one stopped, across runs. (An interrupted Xet download would start over: `hf_xet` keeps no chunks.)
@@ -20,6 +21,7 @@ import hashlib
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -63,23 +65,31 @@ def fetch_archive(archive_path: str, revision: str = "main", token: str | None =
     if expected is None:
         raise emotiontalk_test.ArchiveError(emotiontalk_test.offline_message())
     os.makedirs(raw_dir, exist_ok=True)
-    if xet_download(partial_path, expected, revision, token):
-        os.makedirs(os.path.dirname(unverified_path), exist_ok=True)
-        os.replace(partial_path, unverified_path)
-        return PendingCheck(unverified_path, archive_path, expected.size, expected.etag)
+    if xet_usable(expected, partial_path):
+        archive_check = PendingCheck(partial_path, archive_path, expected.size, expected.etag)
+        failure = xet_download(partial_path, expected, revision, token)
+        if failure is None:
+            archive_check.download_finished(unverified_path)
+            return archive_check
+        kept = keep_prefix(partial_path, archive_check.abandon())
+        tqdm.write(f"The Xet download of {ARCHIVE_NAME} failed ({failure}); continuing over HTTP ranges from byte {kept}",
+                   file=sys.stderr)
     sha256 = resume_download(partial_path, revision, token, expected.size)
     emotiontalk_test.verify_download(partial_path, expected.size, expected.etag, sha256=sha256)
     os.replace(partial_path, archive_path)
     return None
 
 
-def xet_download(partial_path: str, expected: huggingface_hub.HfFileMetadata, revision: str, token: str | None) -> bool:
-    """Download into `partial_path` over Xet, if the Hub announces it and nothing is kept from an earlier
-    download (which Xet would throw away). False when the ranged download is to take over: no Xet, or a Xet
-    download that failed, whose bytes so far it continues from. A refusal of the Hub (gated, 401, 403) is raised."""
-    usable = expected.xet_file_data is not None and huggingface_hub.file_download.is_xet_available()
-    if not usable or (os.path.exists(partial_path) and os.path.getsize(partial_path) > 0):
-        return False
+def xet_usable(expected: huggingface_hub.HfFileMetadata, partial_path: str) -> bool:
+    """The Hub announces Xet, hf_xet is there and allowed, and nothing is kept from an earlier download (which
+    Xet would throw away: it keeps no chunks)."""
+    return (expected.xet_file_data is not None and huggingface_hub.file_download.is_xet_available()
+            and not (os.path.exists(partial_path) and os.path.getsize(partial_path) > 0))
+
+
+def xet_download(partial_path: str, expected: huggingface_hub.HfFileMetadata, revision: str, token: str | None) -> str | None:
+    """Download into `partial_path` over Xet; None once done, else why it failed, for the ranged download to take
+    over. A refusal of the Hub's token route (gated, 401, 403) is raised as the Hub's."""
     try:
         huggingface_hub.file_download.xet_get(
             incomplete_path=Path(partial_path),
@@ -88,15 +98,25 @@ def xet_download(partial_path: str, expected: huggingface_hub.HfFileMetadata, re
             expected_size=expected.size,
             displayed_filename=ARCHIVE_NAME,
         )
-    except huggingface_hub.errors.HfHubHTTPError as error:  # the token route: the Hub's answer, not Xet's
+    except huggingface_hub.errors.HfHubHTTPError as error:
         emotiontalk_test.raise_hub_error(error, revision, token)
     except Exception as error:  # noqa: BLE001 - hf_xet raises RuntimeError for whatever went wrong inside it
-        kept = os.path.getsize(partial_path) if os.path.exists(partial_path) else 0
-        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-        tqdm.write(f"The Xet download of {ARCHIVE_NAME} failed ({reason}); continuing over HTTP ranges from byte {kept}",
-                   file=sys.stderr)
-        return False
-    return True
+        return str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+    return None
+
+
+def keep_prefix(partial_path: str, length: int) -> int:
+    """Keep the first `length` bytes of a failed Xet download at `partial_path`, for the ranged download to go on
+    from. hf_xet writes each byte once, in order, so they are final; but its writer may still append after
+    `xet_get` has failed, so they go on in a file of their own, and the one hf_xet may still hold is let go."""
+    xet_path = f"{partial_path}.xet"
+    os.replace(partial_path, xet_path)
+    with open(xet_path, "rb") as source, open(partial_path, "wb") as kept:
+        copied = 0
+        while copied < length and (step := os.copy_file_range(source.fileno(), kept.fileno(), length - copied)):
+            copied += step
+    os.remove(xet_path)
+    return copied
 
 
 def resume_download(partial_path: str, revision: str, token: str | None, expected_size: int | None) -> str:
@@ -150,10 +170,10 @@ class HashingFile:
         self.file.flush()
 
 
-def prefix_sha256(path: str, length: int, show_progress: bool = True):
+def prefix_sha256(path: str, length: int):
     """A sha256 object fed with the first `length` bytes of `path`."""
     digest = hashlib.sha256()
-    with open(path, "rb") as file, tqdm(total=length, unit="B", unit_scale=True, disable=not show_progress or length == 0,
+    with open(path, "rb") as file, tqdm(total=length, unit="B", unit_scale=True, disable=length == 0,
                                         desc=f"Hashing the kept part of {ARCHIVE_NAME}") as progress:
         while progress.n < length and (block := file.read(min(HASH_BLOCK_BYTES, length - progress.n))):
             digest.update(block)
@@ -162,22 +182,54 @@ def prefix_sha256(path: str, length: int, show_progress: bool = True):
 
 
 class PendingCheck:
-    """A Xet download that lies in raw/.unverified/ while a thread hashes it beside the export. `confirm` waits
-    for the hash, then gives the archive its final name, or deletes it and raises the one-line error."""
+    """The sha256 of a Xet download, computed by a thread that follows hf_xet as it writes the file (in order,
+    each byte once), so that the check costs no pass of its own and overlaps the download. Once the download is
+    finished, the file waits in raw/.unverified/ and the export reads it from there; `confirm` waits for the hash,
+    then gives the archive its final name, or deletes it and raises the one-line error."""
 
-    def __init__(self, unverified_path: str, archive_path: str, expected_size: int | None, expected_sha256: str):
-        self.path, self.archive_path = unverified_path, archive_path
+    def __init__(self, partial_path: str, archive_path: str, expected_size: int | None, expected_sha256: str):
+        self.path, self.archive_path = partial_path, archive_path
         self.expected_size, self.expected_sha256 = expected_size, expected_sha256
         self.sha256: str | None = None
+        self.hashed = 0
         self.error: OSError | None = None
-        self.thread = threading.Thread(target=self.hash_file, name="hash Audio.tar", daemon=True)
+        self.finished = threading.Event()
+        self.abandoned = False
+        open(partial_path, "wb").close()  # hf_xet writes into this very file: the thread's descriptor sees it all
+        self.thread = threading.Thread(target=self.follow, name="hash Audio.tar", daemon=True)
         self.thread.start()
 
-    def hash_file(self) -> None:
+    def follow(self) -> None:
+        digest = hashlib.sha256()
         try:
-            self.sha256 = prefix_sha256(self.path, os.path.getsize(self.path), show_progress=False).hexdigest()
+            with open(self.path, "rb") as file:
+                while True:
+                    finished, abandoned = self.finished.is_set(), self.abandoned  # before the read, which then sees every byte written before
+                    block = file.read(HASH_BLOCK_BYTES)
+                    if block:
+                        digest.update(block)
+                        self.hashed += len(block)
+                    elif abandoned:
+                        return
+                    elif finished:
+                        self.sha256 = digest.hexdigest()
+                        return
+                    else:
+                        time.sleep(0.02)
         except OSError as error:
             self.error = error
+
+    def download_finished(self, unverified_path: str) -> None:
+        os.makedirs(os.path.dirname(unverified_path), exist_ok=True)
+        os.replace(self.path, unverified_path)
+        self.path = unverified_path
+        self.finished.set()
+
+    def abandon(self) -> int:
+        """Stop hashing once what is written so far is hashed; how many bytes that is."""
+        self.abandoned = True
+        self.thread.join()
+        return self.hashed
 
     def confirm(self) -> str:
         self.thread.join()

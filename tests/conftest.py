@@ -1,17 +1,21 @@
 """Shared fixtures. Every Hugging Face cache lives in a fresh folder for the test session, set before
-`datasets` is imported, so that no test reads or writes the user's caches or reaches the network."""
+`datasets` is imported, so that no test reads or writes the user's caches or reaches the network. No variable
+of the user's shell changes a test's outcome: every HF_*, HUGGINGFACE_* and H2T_* variable is dropped first
+(HF_HUB_OFFLINE and HF_TOKEN on a cluster node, say); .ci/run runs the suite once with some of them set."""
 
+import contextlib
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+for _name in [name for name in os.environ if name.startswith(("HF_", "HUGGINGFACE_", "H2T_"))]:
+    del os.environ[_name]
 _SESSION_HOME = tempfile.mkdtemp(prefix="emotiontalk-tests-")
 os.environ["HF_HOME"] = _SESSION_HOME
 os.environ["HF_DATASETS_CACHE"] = os.path.join(_SESSION_HOME, "datasets")
-os.environ.pop("HF_TOKEN", None)
-os.environ.pop("H2T_DATADIR", None)
 os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"  # a closed port: nothing may talk to a real Hub
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
@@ -23,6 +27,18 @@ import pytest  # noqa: E402
 import synthetic_archive  # noqa: E402
 
 BUILDER_SCRIPT = str(PROJECT_DIR / "emotiontalk_test.py")
+
+
+@contextlib.contextmanager
+def tmpfs(mount_point: Path, options: str, why_skipped: str):
+    """A tmpfs of the test's own at `mount_point`, or the test is skipped (mounting needs root)."""
+    mount_point.mkdir(exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)], capture_output=True).returncode:
+        pytest.skip(why_skipped)
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
 
 
 def pytest_sessionfinish(session, exitstatus):

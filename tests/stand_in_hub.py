@@ -18,7 +18,8 @@ Modes: "normal"; "gated" (no token or an unknown one: 401 GatedRepo); "forbidden
 granted access: 403 GatedRepo); "not_found" (the file is missing: 404 EntryNotFound); "drop" (every `GET` of the
 file stops after `drop_after` bytes of its body); "outage" (the connection breaks for good once `drop_after` bytes
 of the file have been sent, counted over all `GET`s); "bad_checksum" (the bytes served differ from the sha256
-announced); "server_error" (every request answers 400, which no client retries and nothing here expects).
+announced); "server_error" (every request answers 400, which no client retries and nothing here expects);
+"bare_401" and "bare_403" (every request answers so, without the Hub's `X-Error-Code`, as a proxy would).
 Xet modes: "normal"; "outage" (xorb data stops for good after `xet_drop_after` bytes); "damaged" (one byte of
 a chunk's data is flipped, under the same headers); "token_401" and "token_403" (the token route refuses, as
 the Hub does for a gated repository).
@@ -211,6 +212,9 @@ def _handler_for(hub: StandInHub):
                 return False
             if hub.mode == "forbidden":
                 self._error(403, "GatedRepo", f"Access to dataset {hub.repo_id} is restricted and you are not in the authorized list.")
+                return False
+            if hub.mode in ("bare_401", "bare_403"):  # as a proxy, or a mirror behind HF_ENDPOINT, answers
+                self._error(int(hub.mode[-3:]), None, "Unauthorized" if hub.mode == "bare_401" else "Forbidden")
                 return False
             return True
 

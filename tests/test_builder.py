@@ -247,3 +247,24 @@ def test_bom_and_dot_slash_member_names(tmp_path, datasets_cache):
     wav_name, wav = audio_member(utterance)
     write_archive(tmp_path / "Audio.tar", [(f"./{name}", b"\xef\xbb\xbf" + data), (f"./{wav_name}", wav)])
     assert load(tmp_path, datasets_cache)["sample_id"] == [utterance.sample_id]
+
+
+def test_a_damaged_header_mid_archive_is_refused(tmp_path, small_archive, datasets_cache):
+    """tarfile ends quietly at a header whose checksum is wrong, unless it is the first: the builder must not."""
+    data_dir, _ = small_archive
+    with tarfile.open(data_dir / "Audio.tar") as archive:
+        members = archive.getmembers()
+    data = bytearray((data_dir / "Audio.tar").read_bytes())
+    data[members[len(members) // 2].offset + 148] ^= 0x01  # a digit of the header's checksum field
+    (tmp_path / "Audio.tar").write_bytes(bytes(data))
+    assert "truncated or corrupt" in load_error(tmp_path, datasets_cache)
+
+
+def test_an_archive_cut_inside_a_json_member_says_truncated(tmp_path, small_archive, datasets_cache):
+    write_archive(tmp_path / "whole.tar", synthetic_archive.corpus_members(small_archive[1], audio_first_every=1))
+    with tarfile.open(tmp_path / "whole.tar") as archive:
+        last = archive.getmembers()[-1]
+    assert last.name.endswith(".json")
+    (tmp_path / "Audio.tar").write_bytes((tmp_path / "whole.tar").read_bytes()[: last.offset_data + 10])
+    message = load_error(tmp_path, datasets_cache)
+    assert "truncated" in message and "not valid JSON" not in message

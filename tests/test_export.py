@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 
 import pytest
@@ -16,7 +17,7 @@ import soundfile
 
 import export_jsonl
 import synthetic_archive
-from conftest import PROJECT_DIR
+from conftest import PROJECT_DIR, tmpfs
 
 EXPORTER = str(PROJECT_DIR / "export_jsonl.py")
 
@@ -297,7 +298,8 @@ def test_demo_exports_and_verifies(tmp_path, capsys):
 def test_help_documents_every_option_and_variable():
     result = run_exporter("--help")
     assert result.returncode == 0
-    for word in ["--datadir", "--archive", "--revision", "--force", "--parquet", "--verify", "--demo", "H2T_DATADIR", "HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"]:
+    for word in ["--datadir", "--archive", "--revision", "--force", "--parquet", "--verify", "--demo", "H2T_DATADIR", "HF_TOKEN",
+                 "HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_HUB_DISABLE_XET", "examples:", "python export_jsonl.py --demo --datadir demo"]:
         assert word in result.stdout
 
 
@@ -322,20 +324,17 @@ def test_datasets_4_is_refused(tmp_path, small_archive):
     site = tmp_path / "site"
     (site / "datasets-4.0.0.dist-info").mkdir(parents=True)
     (site / "datasets-4.0.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: datasets\nVersion: 4.0.0\n")
-    result = run_exporter("--archive", str(small_archive[0] / "Audio.tar"), "--datadir", str(tmp_path / "out"),
-                          env_changes={"PYTHONPATH": str(site)})
-    assert_one_line_error(result, "datasets 4.0.0 is installed", "pip install 'datasets>=3.6,<4'", "--parquet")
+    for source in (["--archive", str(small_archive[0] / "Audio.tar")], ["--demo"]):
+        result = run_exporter(*source, "--datadir", str(tmp_path / "out"), env_changes={"PYTHONPATH": str(site)})
+        assert_one_line_error(result, "datasets 4.0.0 is installed", "pip install 'datasets>=3.6,<4'", "--parquet")
+        assert not (tmp_path / "out").exists()
 
 
 @pytest.fixture
 def small_mount(tmp_path):
     """A 256 KiB tmpfs of our own: a disk that fills up, then a read-only one."""
-    mount_point = tmp_path / "mnt"
-    mount_point.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)], capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs needs root; test_failing_write_leaves_nothing_partial covers a failing write")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=True)
+    with tmpfs(tmp_path / "mnt", "size=256k", "mounting a tmpfs needs root; test_failing_write_leaves_nothing_partial covers a failing write") as mount_point:
+        yield mount_point
 
 
 def test_full_disk_fails_cleanly_with_nothing_partial(small_mount, small_archive):
@@ -369,12 +368,83 @@ def read_only_folder(tmp_path):
         yield folder
         folder.chmod(0o755)
         return
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,ro", "tmpfs", str(folder)], capture_output=True).returncode:
-        pytest.skip("root may write anywhere, and this machine does not let it mount a read-only tmpfs")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
+    with tmpfs(folder, "size=256k,ro", "root may write anywhere, and this machine does not let it mount a read-only tmpfs"):
+        yield folder
 
 
 def test_read_only_folder_is_refused(read_only_folder, small_archive):
     result = run_exporter("--archive", str(small_archive[0] / "Audio.tar"), "--datadir", str(read_only_folder))
     assert_one_line_error(result, str(read_only_folder / "emotiontalk"), "cannot create the output folder")
+
+
+def test_a_damaged_header_mid_archive_fails_the_export_with_no_manifest(tmp_path, small_archive):
+    data_dir, _ = small_archive
+    with tarfile.open(data_dir / "Audio.tar") as archive:
+        members = archive.getmembers()
+    data = bytearray((data_dir / "Audio.tar").read_bytes())
+    data[members[len(members) // 2].offset + 148] ^= 0x01  # a digit of the header's checksum field
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "Audio.tar").write_bytes(bytes(data))
+    result = run_exporter("--archive", str(tmp_path / "damaged" / "Audio.tar"), "--datadir", str(tmp_path / "out"))
+    assert_one_line_error(result, "truncated or corrupt")
+    assert not (tmp_path / "out" / "emotiontalk" / "zh-en.jsonl").exists()
+
+
+@pytest.mark.parametrize("edit", ["same_size", "shorter"])
+def test_a_manifest_edited_in_place_is_restored_by_the_next_run(tmp_path, small_archive, edit):
+    data_dir, utterances = small_archive
+    args = ["--archive", str(data_dir / "Audio.tar"), "--datadir", str(tmp_path)]
+    assert export_jsonl.main(args) == 0
+    manifest = tmp_path / "emotiontalk" / "zh-en.jsonl"
+    edited = manifest.read_bytes().replace(b'"short"', b'"shirt"' if edit == "same_size" else b'"s"', 1)
+    manifest.write_bytes(edited)
+    assert export_jsonl.main(args) == 0
+    assert_exported(tmp_path / "emotiontalk", utterances)
+
+
+def test_wavs_of_the_same_size_are_rewritten_when_the_archive_changes(tmp_path, small_archive):
+    """A new upload whose test audio has the same lengths: the sizes match, the bytes do not."""
+    data_dir, utterances = small_archive
+    assert export_jsonl.main(["--archive", str(data_dir / "Audio.tar"), "--datadir", str(tmp_path)]) == 0
+    (tmp_path / "new").mkdir()
+    new_archive = synthetic_archive.write_archive(tmp_path / "new" / "Audio.tar", synthetic_archive.corpus_members(utterances, seed=1))
+    assert all(len(synthetic_archive.wav_bytes(u, 1)) == len(synthetic_archive.wav_bytes(u)) for u in utterances)
+    assert export_jsonl.main(["--archive", str(new_archive), "--datadir", str(tmp_path)]) == 0
+    assert_exported(tmp_path / "emotiontalk", utterances, seed=1)
+
+
+def test_a_failing_run_prints_its_one_line_and_no_progress_bar(tmp_path):
+    (tmp_path / "Audio.tar").write_bytes(b"")
+    result = run_exporter("--archive", str(tmp_path / "Audio.tar"), "--datadir", str(tmp_path / "out"))
+    assert_one_line_error(result, "Audio.tar")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_failed_and_read_only_runs_leave_no_folders(tmp_path):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "Audio.tar").write_bytes(b"not a tar" * 200)
+    assert_one_line_error(run_exporter("--archive", str(tmp_path / "bad" / "Audio.tar"), "--datadir", str(tmp_path / "out")))
+    assert_one_line_error(run_exporter("--datadir", str(tmp_path / "out"), env_changes={"HF_HUB_OFFLINE": "1"}), "HF_HUB_OFFLINE is set")
+    assert export_jsonl.main(["--datadir", str(tmp_path / "out"), "--verify"]) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_archive_may_be_given_as_its_folder(tmp_path, small_archive):
+    data_dir, utterances = small_archive
+    assert export_jsonl.main(["--archive", str(data_dir), "--datadir", str(tmp_path)]) == 0
+    assert_exported(tmp_path / "emotiontalk", utterances)
+
+
+def test_ctrl_c_after_the_summary_gives_no_traceback(tmp_path, small_archive):
+    """Once the summary is out, a Ctrl-C either counts the export as finished (exit 0) or prints the one line."""
+    process = subprocess.Popen([sys.executable, EXPORTER, "--archive", str(small_archive[0] / "Audio.tar"), "--datadir", str(tmp_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:
+        if line.startswith("  archive "):
+            break
+    while process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.001)
+    stderr = process.stderr.read()
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    assert process.returncode == 0 or (process.returncode == 130 and stderr.strip().endswith("run the same command again to finish"))

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 import synthetic_archive
-from conftest import BUILDER_SCRIPT
+from conftest import BUILDER_SCRIPT, tmpfs
 from stand_in_hub import GOOD_TOKEN, StandInHub
 from test_export import EXPORTER, assert_exported, assert_one_line_error
 
@@ -132,6 +132,42 @@ def test_token_without_access(tmp_path, hub, mode, status):
     hub.mode = mode
     result = export_from_hub(tmp_path, hub.url, token="hf_not_granted")
     assert_one_line_error(result, "your Hub token has no access to the gated BAAI/Emotiontalk", status, ACCESS_HINT)
+
+
+# A refusal (HTTP status) with or without a token, and the line it must give.
+REFUSALS = [
+    (401, GOOD_TOKEN, ["your Hub token has no access to the gated BAAI/Emotiontalk (HTTP 401)", ACCESS_HINT]),
+    (403, GOOD_TOKEN, ["your Hub token has no access to the gated BAAI/Emotiontalk (HTTP 403)", ACCESS_HINT]),
+    (401, None, ["BAAI/Emotiontalk is gated and no Hub token was found", ACCESS_HINT]),
+]
+
+
+@pytest.mark.parametrize("status, token, fragments", REFUSALS)
+def test_a_bare_401_or_403_gives_the_token_line(tmp_path, hub, status, token, fragments):
+    """A proxy, or a mirror behind HF_ENDPOINT, refuses without the Hub's X-Error-Code."""
+    hub.mode = f"bare_{status}"
+    assert_one_line_error(export_from_hub(tmp_path, hub.url, token=token), *fragments)
+
+
+@pytest.fixture
+def other_filesystem(tmp_path):
+    """A tmpfs of our own, so that a hard link from the Hugging Face cache fails with EXDEV, as it does for a
+    cache under the home folder and H2T_DATADIR on a data disk."""
+    with tmpfs(tmp_path / "data-disk", "size=64m", "mounting a tmpfs needs root") as mount_point:
+        yield mount_point
+
+
+def test_a_cache_on_another_filesystem_is_copied(tmp_path, hub, other_filesystem):
+    assert load_from_hub(tmp_path, hub.url, "build").returncode == 0
+    blob = tmp_path / "hf-home" / "hub" / "datasets--BAAI--Emotiontalk" / "blobs" / hub.sha256
+    hub.requests.clear()
+    result = export_from_hub(tmp_path, hub.url, "--datadir", str(other_filesystem))
+    assert result.returncode == 0, result.stderr
+    assert "Copying Audio.tar from the cache" in result.stderr and hub.ranges_requested() == []
+    archive_path = other_filesystem / "emotiontalk" / "raw" / "Audio.tar"
+    assert archive_path.read_bytes() == hub.content and blob.stat().st_nlink == 1
+    assert sorted(path.name for path in archive_path.parent.iterdir()) == ["Audio.tar"]
+    assert_exported(other_filesystem / "emotiontalk", hub.utterances)
 
 
 def test_revision_not_found(tmp_path, hub):

@@ -57,8 +57,10 @@ def test_parquet_copy_loads_as_the_script_split(tmp_path, small_archive, script_
     assert_exported(tmp_path / "emotiontalk", utterances)
     card = (parquet_dir / "README.md").read_text(encoding="utf-8")
     assert card.startswith("---\nlicense: cc-by-nc-sa-4.0\nlanguage:\n- zh\n")
-    for needed in ("pretty_name:", "task_categories:", "@article{sun2025emotiontalk", "load_dataset(", "access conditions"):
+    for needed in ("pretty_name:", "task_categories:", "@article{sun2025emotiontalk", "load_dataset(", "access conditions",
+                   "the 17 utterances of speaker groups G00003 (9) and G00015 (8)"):
         assert needed in card
+    assert "This script" not in card and "1929" not in card
 
 
 def test_shards_stay_under_the_size_limit_and_a_new_export_replaces_them(tmp_path, small_archive, monkeypatch, capsys):
@@ -147,3 +149,36 @@ def test_newest_datasets_loads_the_copy_without_a_script(tmp_path, small_archive
         hashlib.sha256(synthetic_archive.wav_bytes(u)).hexdigest()
         for u in sorted(small_archive[1], key=lambda u: u.sample_id) if u.is_test
     ]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "deleted"])
+def test_a_damaged_or_missing_shard_is_rewritten_by_the_next_run(tmp_path, small_archive, monkeypatch, capsys, damage):
+    data_dir, _ = small_archive
+    monkeypatch.setattr(export_jsonl, "MAX_PARQUET_SHARD_BYTES", 150_000)
+    parquet_dir = export_parquet(data_dir / "Audio.tar", tmp_path)
+    shard = sorted(parquet_dir.glob("*.parquet"))[1]
+    original = shard.read_bytes()
+    if damage == "truncated":
+        shard.write_bytes(original[: len(original) // 2])
+    else:
+        shard.unlink()
+    export_parquet(data_dir / "Audio.tar", tmp_path)
+    assert shard.read_bytes() == original
+    assert export_jsonl.main(["--archive", str(data_dir / "Audio.tar"), "--datadir", str(tmp_path), "--verify"]) == 0
+
+
+def test_an_extra_shard_is_reported_by_verify_and_removed_by_the_next_run(tmp_path, small_archive, capsys):
+    """load_dataset(parquet/) reads every shard there: a copy of one would give its rows twice."""
+    data_dir, _ = small_archive
+    parquet_dir = export_parquet(data_dir / "Audio.tar", tmp_path)
+    [shard] = parquet_dir.glob("*.parquet")
+    copy = parquet_dir / "copy of test-00000-of-00001.parquet"
+    copy.write_bytes(shard.read_bytes())
+    args = ["--archive", str(data_dir / "Audio.tar"), "--datadir", str(tmp_path)]
+    capsys.readouterr()
+    assert export_jsonl.main([*args, "--verify"]) == 1
+    assert "not the shards of one export" in capsys.readouterr().out
+    export_parquet(data_dir / "Audio.tar", tmp_path)
+    assert not copy.exists()
+    assert export_jsonl.main([*args, "--verify"]) == 0
+    assert "verified 17 rows and 1 Parquet shard in" in capsys.readouterr().out

@@ -1,0 +1,132 @@
+"""Benchmark a user's first run: from an empty datadir and an empty Hugging Face cache, through the Hub.
+
+The stand-in Hub of the tests (tests/stand_in_hub.py) serves the archive on 127.0.0.1, each connection capped at
+--rate MB/s so that the network sets the pace, as it does for a real user, and not this machine's disk. Over each
+transport the Hub offers, plain HTTP ranges (the `resolve` URL) and Xet storage (parallel xorb fetches by the real
+`hf_xet`), side by side in one run:
+
+(a) download: huggingface_hub's own download of Audio.tar alone (`hf_hub_download`);
+(b) pipeline: the pipeline the exporter replaces, (a) and then the plain `tarfile` copy of bench/run.py (its floor);
+(c) export:   `python export_jsonl.py`, which downloads, checks and exports.
+
+Each is a fresh process with a fresh HF_HOME and output folder, timed wall-clock; what it read from files
+(`rchar` of /proc/self/io at its exit, which counts read() and pread() but not the sockets' recv) is given as a
+multiple of the archive's size. Each is repeated, in a rotating order; the table shows medians, and (c)/(b) is the
+median over repeats of the ratio within a repeat. Outputs are deleted after each run: they are 7.5 GB at full size.
+
+    python bench/from_hub.py /data/bench/Audio.tar [--rate 150] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import runpy
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = BENCH_DIR.parent
+sys.path[:0] = [str(PROJECT_DIR), str(PROJECT_DIR / "tests"), str(BENCH_DIR)]
+
+from run import floor, machine_description  # noqa: E402
+from stand_in_hub import GOOD_TOKEN, StandInHub  # noqa: E402
+
+RUN_NAMES = {"download": "(a) hf_hub_download alone", "pipeline": "(b) (a), then the tarfile copy", "export": "(c) export_jsonl.py"}
+TRANSPORTS = ("ranges", "xet")
+
+
+def child(kind: str, out_dir: Path, io_report: Path) -> None:
+    """One measured run, in this process; what it read is written to `io_report` as it exits."""
+    atexit.register(lambda: io_report.write_text(Path("/proc/self/io").read_text()))
+    if kind == "export":
+        sys.argv = [str(PROJECT_DIR / "export_jsonl.py"), "--datadir", str(out_dir)]
+        runpy.run_path(sys.argv[0], run_name="__main__")
+        return
+    import huggingface_hub
+
+    archive_path = huggingface_hub.hf_hub_download("BAAI/Emotiontalk", "Audio.tar", repo_type="dataset")
+    if kind == "pipeline":
+        floor(Path(archive_path), out_dir)
+
+
+def measure(kind: str, hub: StandInHub, run_dir: Path) -> dict:
+    run_dir.mkdir(parents=True)
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": GOOD_TOKEN, "HF_HOME": str(run_dir / "hf-home"),
+           "HF_DATASETS_CACHE": str(run_dir / "datasets-cache"), "TQDM_DISABLE": "1"}
+    env.pop("HF_HUB_DISABLE_XET", None)
+    io_report = run_dir / "io.txt"
+    command = [sys.executable, __file__, "--child", kind, str(run_dir / "out"), str(io_report)]
+    os.sync()
+    start = time.perf_counter()
+    with open(run_dir / "log.txt", "w") as log:
+        returncode = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    seconds = time.perf_counter() - start
+    if returncode:
+        sys.exit(f"{kind} failed (exit {returncode}); see {run_dir / 'log.txt'}")
+    io = dict(line.split(": ") for line in io_report.read_text().splitlines())
+    return {"seconds": seconds, "read": int(io["rchar"]) / hub.size, "manifest": manifest_of(kind, run_dir / "out")}
+
+
+def manifest_of(kind: str, out_dir: Path) -> bytes | None:
+    manifest_path = {"pipeline": out_dir / "zh-en.jsonl", "export": out_dir / "emotiontalk" / "zh-en.jsonl"}.get(kind)
+    return manifest_path.read_bytes() if manifest_path else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("archive", type=Path, nargs="?", help="an Audio.tar, e.g. from bench/make_archive.py")
+    parser.add_argument("--rate", type=float, default=150, help="each connection's cap, in MB/s (default 150)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each, for medians (default 3)")
+    parser.add_argument("--workdir", type=Path, help="put the runs' outputs in a new folder inside this one")
+    parser.add_argument("--transports", nargs="+", choices=TRANSPORTS, default=TRANSPORTS, help="(default: both)")
+    parser.add_argument("--child", nargs=3, metavar=("KIND", "OUT", "IO_REPORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.child[0], Path(args.child[1]), Path(args.child[2]))
+        return 0
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="emotiontalk-from-hub-", dir=args.workdir))
+    transports = tuple(args.transports)
+    results = {(transport, kind): [] for transport in transports for kind in RUN_NAMES}
+    with StandInHub(args.archive.resolve(), rate_limit=args.rate * 1e6) as hub:
+        print(f"archive: {args.archive} ({hub.size / 1e9:.2f} GB), served on 127.0.0.1 at {args.rate:g} MB/s per connection")
+        print(f"machine: {machine_description()}\n")
+        for repeat in range(args.repeats):
+            for transport in transports if repeat % 2 == 0 else transports[::-1]:
+                hub.xet = transport == "xet"
+                kinds = list(RUN_NAMES)
+                for kind in kinds[repeat % 3:] + kinds[: repeat % 3]:
+                    run_dir = workdir / f"{transport}-{kind}-{repeat}"
+                    results[transport, kind].append(measure(kind, hub, run_dir))
+                    shutil.rmtree(run_dir)
+                    print(f"  repeat {repeat}, {transport}, {kind}: {results[transport, kind][-1]['seconds']:.1f} s", flush=True)
+                manifests = {results[transport, kind][-1]["manifest"] for kind in ("pipeline", "export")}
+                if len(manifests) != 1:
+                    sys.exit(f"over {transport}, the export's manifest differs from the pipeline's")
+    shutil.rmtree(workdir)
+    print("\n| transport | run | seconds | ratio to (b) | read from files, x archive | every run, s |")
+    print("| --- | --- | ---: | ---: | ---: | --- |")
+    for (transport, kind), measured in results.items():
+        ratio = statistics.median(c["seconds"] / b["seconds"] for c, b in zip(measured, results[transport, "pipeline"]))
+        every_run = " ".join(f"{m['seconds']:.1f}" for m in measured)
+        print(f"| {transport} | {RUN_NAMES[kind]} | {statistics.median(m['seconds'] for m in measured):.1f} | "
+              f"{ratio:.2f} | {statistics.median(m['read'] for m in measured):.2f} | "
+              f"{every_run} |")
+    if len(transports) == 2:
+        speedup = statistics.median(r["seconds"] for r in results["ranges", "download"]) / statistics.median(
+            x["seconds"] for x in results["xet", "download"])
+        print(f"\nXet's parallel connections against one ranged stream, (a) over ranges / (a) over Xet: {speedup:.2f}x")
+    print("targets: (c)/(b) at most 1.10 over ranges with no second full read, at most 1.25 over Xet")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
