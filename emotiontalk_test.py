@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import tarfile
+import traceback
 from typing import BinaryIO, Dict, Iterator, NoReturn, Optional, Tuple
 
 import datasets
@@ -391,12 +392,24 @@ def hub_error_message(error: Exception, revision: str, token: Optional[str] = No
         return f"revision {revision!r} of {_REPO_ID} not found on the Hub; check the revision you asked for"
     if isinstance(error, errors.EntryNotFoundError):
         return f"{_ARCHIVE_NAME} not found in {_REPO_ID} at revision {revision!r}; check the revision you asked for"
+    if raised_by_xet(error):
+        return (
+            f"the Xet download of {_REPO_ID}/{_ARCHIVE_NAME} failed ({str(error).splitlines()[0][:160]}); run the same "
+            f"command again, or set HF_HUB_DISABLE_XET=1 to download over plain HTTP"
+        )
     status = getattr(getattr(error, "response", None), "status_code", None)
     if isinstance(error, errors.RepositoryNotFoundError) or status in (401, 403):
         if (token or huggingface_hub.get_token()) is None:
             return f"{_REPO_ID} is gated and no Hub token was found: {_ACCESS_HINT}"
         return f"your Hub token has no access to the gated {_REPO_ID} (HTTP {status}): {_ACCESS_HINT}"
     return None
+
+
+def raised_by_xet(error: Exception) -> bool:
+    """An error of hf_xet's own, which it raises as RuntimeError (with huggingface_hub 1.x and later) or OSError
+    (0.36) out of huggingface_hub's `xet_get`, the last Python frame before its code."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and frames[-1].name == "xet_get"
 
 
 def offline_message() -> str:

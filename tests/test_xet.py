@@ -44,6 +44,14 @@ def test_load_dataset_downloads_over_xet(tmp_path, xet_hub):
     assert xet_hub.ranges_requested() == [] and xorbs_fetched(xet_hub)
 
 
+def test_load_dataset_says_a_failed_xet_download_in_one_line(tmp_path, xet_hub):
+    xet_hub.xet_mode, xet_hub.xet_drop_after = "outage", 3_000_000
+    result = load_from_hub(tmp_path, xet_hub.url, "build")
+    assert result.returncode != 0
+    assert "ArchiveError: the Xet download of BAAI/Emotiontalk/Audio.tar failed (" in result.stderr
+    assert "or set HF_HUB_DISABLE_XET=1 to download over plain HTTP" in result.stderr
+
+
 @pytest.mark.parametrize("how", ["HF_HUB_DISABLE_XET", "not announced"])
 def test_without_xet_the_download_goes_over_ranges(tmp_path, large_archive, how):
     archive_path, corpus = large_archive
