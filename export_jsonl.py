@@ -26,7 +26,10 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    from hub_download import PendingCheck
 
 PROJECT_DIR = Path(__file__).resolve().parent
 BUILDER_SCRIPT = PROJECT_DIR / "emotiontalk_test.py"
@@ -459,7 +462,7 @@ def archive_for(args: argparse.Namespace) -> Path:
     return export_dir_for(args) / "raw" / ARCHIVE_NAME
 
 
-def download_archive(args: argparse.Namespace) -> tuple[Path, object]:
+def download_archive(args: argparse.Namespace) -> tuple[Path, PendingCheck | None]:
     """The archive to export from, and, for a Xet download still being hashed, its PendingCheck (else None)."""
     archive_path = archive_for(args)
     if args.archive is not None:
@@ -471,7 +474,7 @@ def download_archive(args: argparse.Namespace) -> tuple[Path, object]:
 
 
 @contextlib.contextmanager
-def confirmed_before_errors(archive_check) -> Iterator[None]:
+def confirmed_before_errors(archive_check: PendingCheck | None) -> Iterator[None]:
     """An export that fails while its download is still being hashed reports a damaged download first: a
     flipped byte explains an unreadable member better than the member's own error does."""
     try:

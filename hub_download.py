@@ -100,7 +100,7 @@ def xet_download(partial_path: str, expected: huggingface_hub.HfFileMetadata, re
         )
     except huggingface_hub.errors.HfHubHTTPError as error:
         emotiontalk_test.raise_hub_error(error, revision, token)
-    except Exception as error:  # noqa: BLE001 - hf_xet raises RuntimeError for whatever went wrong inside it
+    except Exception as error:  # noqa: BLE001 - hf_xet raises RuntimeError or OSError for whatever went wrong in it
         return str(error).splitlines()[0][:160] if str(error) else type(error).__name__
     return None
 
@@ -111,11 +111,13 @@ def keep_prefix(partial_path: str, length: int) -> int:
     `xet_get` has failed, so they go on in a file of their own, and the one hf_xet may still hold is let go."""
     xet_path = f"{partial_path}.xet"
     os.replace(partial_path, xet_path)
-    with open(xet_path, "rb") as source, open(partial_path, "wb") as kept:
-        copied = 0
-        while copied < length and (step := os.copy_file_range(source.fileno(), kept.fileno(), length - copied)):
-            copied += step
-    os.remove(xet_path)
+    copied = 0
+    try:
+        with open(xet_path, "rb") as source, open(partial_path, "wb") as kept:
+            while copied < length and (block := source.read(min(HASH_BLOCK_BYTES, length - copied))):
+                copied += kept.write(block)
+    finally:
+        os.remove(xet_path)
     return copied
 
 
@@ -204,7 +206,8 @@ class PendingCheck:
         try:
             with open(self.path, "rb") as file:
                 while True:
-                    finished, abandoned = self.finished.is_set(), self.abandoned  # before the read, which then sees every byte written before
+                    # Read the flags before the read, which then sees every byte written before they were set.
+                    finished, abandoned = self.finished.is_set(), self.abandoned
                     block = file.read(HASH_BLOCK_BYTES)
                     if block:
                         digest.update(block)

@@ -104,18 +104,23 @@ class StandInHub:
     def chunk_length(self, chunk: int) -> int:
         return min(XET_CHUNK_BYTES, self.size - chunk * XET_CHUNK_BYTES)
 
-    def serialized_xorb(self, xorb: int, first_chunk: int, end_chunk: int) -> bytes:
+    def file_segments(self, start: int, end: int) -> list:
+        """Bytes [start, end) of the file as served, as a body's segments (see `_slice`)."""
+        return [self.read(start, end)] if self.mode == "bad_checksum" else [(start, end - start)]
+
+    def xorb_segments(self, xorb: int, first_chunk: int, end_chunk: int) -> list:
         """Chunks [first_chunk, end_chunk) of a xorb as it is stored: each an 8-byte header (version 0, stored
         size, compression 0 for none, raw size; sizes 3 bytes little-endian), then the chunk's bytes."""
-        parts = []
+        segments = []
         for chunk in range(xorb * self.chunks_per_xorb + first_chunk, xorb * self.chunks_per_xorb + end_chunk):
             length = self.chunk_length(chunk)
-            header = struct.pack("<B", 0) + length.to_bytes(3, "little") + struct.pack("<B", 0) + length.to_bytes(3, "little")
-            data = self.read(chunk * XET_CHUNK_BYTES, chunk * XET_CHUNK_BYTES + length)
+            segments.append(struct.pack("<B", 0) + length.to_bytes(3, "little") + struct.pack("<B", 0) + length.to_bytes(3, "little"))
             if self.xet_mode == "damaged" and chunk == self.chunk_count // 2:
-                data = data[:-1] + bytes([data[-1] ^ 0x01])
-            parts += [header, data]
-        return b"".join(parts)
+                data = self.read(chunk * XET_CHUNK_BYTES, chunk * XET_CHUNK_BYTES + length)
+                segments.append(data[:-1] + bytes([data[-1] ^ 0x01]))
+            else:
+                segments.append((chunk * XET_CHUNK_BYTES, length))
+        return segments
 
     def reconstruction(self, first_byte: int, last_byte: int) -> dict:
         """The v1 reconstruction of bytes [first_byte, last_byte]: one term per xorb that holds them."""
@@ -152,6 +157,24 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | None:
     if match := re.fullmatch(r"bytes=(\d+)-(\d*)", header):
         return int(match.group(1)), min(size, int(match.group(2) or size - 1) + 1)
     return None
+
+
+def _slice(segments: list, skip: int, length: int) -> list:
+    """Bytes [skip, skip + length) of a body made of segments: bytes, or (offset, length) of the file, which is
+    sent from the page cache straight to the socket, so that the stand-in costs the client's machine as little
+    CPU as a remote server would."""
+    sliced = []
+    for segment in segments:
+        size = len(segment) if isinstance(segment, bytes) else segment[1]
+        if skip >= size:
+            skip -= size
+            continue
+        take = min(size - skip, length)
+        if take <= 0:
+            break
+        sliced.append(segment[skip : skip + take] if isinstance(segment, bytes) else (segment[0] + skip, take))
+        skip, length = 0, length - take
+    return sliced
 
 
 def _handler_for(hub: StandInHub):
@@ -251,31 +274,35 @@ def _handler_for(hub: StandInHub):
             self.end_headers()
             if not send_body:
                 return
-            if hub.mode in ("drop", "outage"):
-                budget = hub.drop_after - (hub.body_bytes_sent if hub.mode == "outage" else 0)
-                self._send_file_range(start, min(end, start + max(0, budget)))
+            length = end - start
+            with hub._lock:
+                if hub.mode in ("drop", "outage"):
+                    length = min(length, max(0, hub.drop_after - (hub.body_bytes_sent if hub.mode == "outage" else 0)))
+                hub.body_bytes_sent += length
+            self._send(_slice(hub.file_segments(start, end), 0, length))
+            if length < end - start:
                 self._cut()
-                return
-            self._send_file_range(start, end)
 
-        def _send_file_range(self, start: int, end: int) -> None:
-            for offset in range(start, end, SEND_PIECE_BYTES):
-                piece = hub.read(offset, min(end, offset + SEND_PIECE_BYTES))
-                self._send_body(piece)
-                with hub._lock:
-                    hub.body_bytes_sent += len(piece)
+        def _send(self, segments: list) -> None:
+            """Send a body's segments, no faster than `rate_limit` bytes per second over this connection's life."""
+            for segment in segments:
+                if isinstance(segment, bytes):
+                    self.connection.sendall(segment, socket.MSG_MORE)  # a chunk's header goes out with its data
+                    self._pace(len(segment))
+                    continue
+                offset, length = segment
+                for piece in range(offset, offset + length, SEND_PIECE_BYTES):
+                    count, sent = min(offset + length, piece + SEND_PIECE_BYTES) - piece, 0
+                    while sent < count:
+                        sent += os.sendfile(self.connection.fileno(), hub._fd, piece + sent, count - sent)
+                    self._pace(count)
 
-        def _send_body(self, body: bytes) -> None:
-            """Write `body`, no faster than `rate_limit` bytes per second over this connection's life."""
-            for offset in range(0, len(body), SEND_PIECE_BYTES):
-                piece = body[offset : offset + SEND_PIECE_BYTES]
-                self.wfile.write(piece)
-                self.connection_bytes += len(piece)
-                if hub.rate_limit:
-                    ahead = self.connection_bytes / hub.rate_limit - (time.monotonic() - self.connection_started)
-                    if ahead > 0:
-                        time.sleep(ahead)
-            self.wfile.flush()
+        def _pace(self, sent: int) -> None:
+            self.connection_bytes += sent
+            if hub.rate_limit:
+                ahead = self.connection_bytes / hub.rate_limit - (time.monotonic() - self.connection_started)
+                if ahead > 0:
+                    time.sleep(ahead)
 
         def _cut(self) -> None:
             self.wfile.flush()
@@ -320,22 +347,21 @@ def _handler_for(hub: StandInHub):
             xorb_size = chunks * XET_CHUNK_HEADER_BYTES + sum(
                 hub.chunk_length(xorb * hub.chunks_per_xorb + chunk) for chunk in range(chunks))
             start, end = _byte_range(self.headers.get("Range", ""), xorb_size) or (0, xorb_size)
-            body = hub.serialized_xorb(xorb, start // stride, -(-end // stride))
-            body = body[start - start // stride * stride :][: end - start]
+            first_chunk = start // stride
+            segments = _slice(hub.xorb_segments(xorb, first_chunk, -(-end // stride)), start - first_chunk * stride, end - start)
             self.send_response(206)
             self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(end - start))
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{xorb_size}")
             self.end_headers()
+            length = end - start
             if hub.xet_mode == "outage":
                 with hub._lock:
-                    budget = max(0, hub.xet_drop_after - hub.xorb_bytes_sent)
-                    hub.xorb_bytes_sent += min(budget, len(body))
-                self._send_body(body[:budget])
-                if budget < len(body):
-                    self._cut()
-                return
-            self._send_body(body)
+                    length = min(length, max(0, hub.xet_drop_after - hub.xorb_bytes_sent))
+                    hub.xorb_bytes_sent += length
+            self._send(_slice(segments, 0, length))
+            if length < end - start:
+                self._cut()
 
         def _repo_info(self, revision: str) -> None:
             if self._known_revision(revision):
