@@ -99,7 +99,8 @@ class StandInHub:
         return [headers.get("range", "") for method, path, headers in self.requests if method == "GET" and "/resolve/" in path]
 
     def xet_requests(self) -> list[str]:
-        return [path for method, path, headers in self.requests if "xet-read-token" in path or path.startswith(("/v1/", "/v2/", "/xorbs/"))]
+        return [path for method, path, headers in self.requests
+                if "xet-read-token" in path or path.startswith(("/v1/", "/v2/", "/reconstruction/", "/xorbs/"))]
 
     def chunk_length(self, chunk: int) -> int:
         return min(XET_CHUNK_BYTES, self.size - chunk * XET_CHUNK_BYTES)
@@ -183,7 +184,8 @@ def _handler_for(hub: StandInHub):
     info_path = re.compile(rf"^/api/datasets/{repo}(?:/revision/([^/]+))?$")
     tree_path = re.compile(rf"^/api/datasets/{repo}/tree/([^/]+)/?$")
     token_path = re.compile(rf"^/api/datasets/{repo}/xet-read-token/([^/]+)$")
-    reconstruction_path = re.compile(r"^/v([12])/reconstructions/([0-9a-f]{64})$")
+    # /v1/ and /v2/ as the specification has them; /reconstruction/ as hf_xet before 1.2 asks for v1.
+    reconstruction_path = re.compile(r"^/(?:v([12])/reconstructions|reconstruction)/([0-9a-f]{64})$")
     xorb_path = re.compile(r"^/xorbs/default/([0-9a-f]{64})$")
 
     class Handler(BaseHTTPRequestHandler):
@@ -209,7 +211,7 @@ def _handler_for(hub: StandInHub):
             if hub.xet and path.startswith("/xorbs/"):
                 self._xorb(path, unquote(url.query))
                 return
-            if hub.xet and path.startswith(("/v1/", "/v2/")):
+            if hub.xet and path.startswith(("/v1/", "/v2/", "/reconstruction/")):
                 self._cas(path)
                 return
             if not self._authorized():
@@ -324,7 +326,7 @@ def _handler_for(hub: StandInHub):
         def _cas(self, path: str) -> None:
             if self.headers.get("Authorization") != f"Bearer {XET_ACCESS_TOKEN}":
                 self._error(401, None, "missing or invalid Xet access token")
-            elif (match := reconstruction_path.match(path)) and match.group(1) == "1" and match.group(2) == hub.xet_hash:
+            elif (match := reconstruction_path.match(path)) and match.group(1) != "2" and match.group(2) == hub.xet_hash:
                 start, end = _byte_range(self.headers.get("Range", ""), hub.size) or (0, hub.size)
                 if start >= hub.size:
                     self._error(416, None, "Requested range not satisfiable")
