@@ -345,7 +345,7 @@ def verify_download(
     if expected_size is not None and size != expected_size:
         problem = f"has {size} bytes, {record} {expected_size}"
     elif re.fullmatch(r"[0-9a-f]{64}", expected_sha256 or ""):
-        sha256 = sha256 or file_sha256(archive_path)
+        sha256 = sha256 or file_sha256(archive_path).hexdigest()
         if sha256 != expected_sha256:
             problem = f"has sha256 {sha256}, {record} {expected_sha256}"
     if problem:
@@ -354,15 +354,17 @@ def verify_download(
         raise ArchiveError(f"downloaded {_ARCHIVE_NAME} {problem}; it was deleted, run again to download it anew")
 
 
-def file_sha256(path: str) -> str:
+def file_sha256(path: str, length: Optional[int] = None) -> "hashlib._Hash":
+    """A sha256 object fed with the file's first `length` bytes (all of them by default), with a progress bar."""
+    length = os.path.getsize(path) if length is None else length
     digest = hashlib.sha256()
     with open(path, "rb") as file, tqdm(
-        total=os.path.getsize(path), unit="B", unit_scale=True, desc=f"Checking sha256 of {_ARCHIVE_NAME}"
+        total=length, unit="B", unit_scale=True, disable=length == 0, desc=f"Checking sha256 of {_ARCHIVE_NAME}"
     ) as progress:
-        while chunk := file.read(1 << 22):
+        while progress.n < length and (chunk := file.read(min(1 << 22, length - progress.n))):
             digest.update(chunk)
             progress.update(len(chunk))
-    return digest.hexdigest()
+    return digest
 
 
 def raise_hub_error(error: Exception, revision: str, token: Optional[str]) -> NoReturn:

@@ -353,6 +353,7 @@ def verify(export_dir: Path, archive_path: Path) -> int:
         raise ExportError(f"{manifest_path}: no manifest; run export_jsonl.py first")
     if not archive_path.is_file():
         raise ExportError(f"{archive_path}: no archive to verify against; pass --archive /path/to/{ARCHIVE_NAME}")
+    check_datasets_version()
     problems, expected_lines, expected_wavs = [], [], set()
     info, rows = split_rows(archive_path)
     emotion_names = info.features["emotion"].names
@@ -490,8 +491,7 @@ def split_rows(archive_path: Path) -> tuple:
     the archive's bytes, emotion as its label number.
 
     Streamed: the exporter needs each row once, and a cached Arrow copy of all the test audio would cost a
-    second full write of it (bench/README.md)."""
-    check_datasets_version()
+    second full write of it (bench/README.md). The caller has checked the version of datasets."""
     datasets = import_frozen("datasets")
     dataset = datasets.load_dataset(
         str(BUILDER_SCRIPT), data_dir=str(archive_path.parent), split="test", streaming=True, trust_remote_code=True

@@ -151,7 +151,7 @@ class HashingFile:
     def __init__(self, file: BinaryIO):
         self.file = file
         self.name = file.name
-        self.sha256 = prefix_sha256(file.name, file.tell())
+        self.sha256 = emotiontalk_test.file_sha256(file.name, file.tell())
 
     def write(self, data: bytes) -> int:
         self.sha256.update(data)
@@ -162,32 +162,19 @@ class HashingFile:
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         position = self.file.seek(offset, whence)
-        self.sha256 = prefix_sha256(self.name, position)
+        self.sha256 = emotiontalk_test.file_sha256(self.name, position)
         return position
 
     def truncate(self, size: int | None = None) -> int:
         return self.file.truncate(size)
 
-    def flush(self) -> None:
-        self.file.flush()
-
-
-def prefix_sha256(path: str, length: int):
-    """A sha256 object fed with the first `length` bytes of `path`."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file, tqdm(total=length, unit="B", unit_scale=True, disable=length == 0,
-                                        desc=f"Hashing the kept part of {ARCHIVE_NAME}") as progress:
-        while progress.n < length and (block := file.read(min(HASH_BLOCK_BYTES, length - progress.n))):
-            digest.update(block)
-            progress.update(len(block))
-    return digest
-
 
 class PendingCheck:
     """The sha256 of a Xet download, computed by a thread that follows hf_xet as it writes the file (hf_xet 1.8
-    writes it in order, each byte once), so that the check costs no pass of its own and overlaps the download. Once the download is
-    finished, the file waits in raw/.unverified/ and the export reads it from there; `confirm` waits for the hash,
-    then gives the archive its final name, or deletes it and raises the one-line error."""
+    writes it in order, each byte once), so that the check costs no pass of its own and overlaps the download.
+    Once the download is finished, the file waits in raw/.unverified/ and the export reads it from there;
+    `confirm` waits for the hash, then gives the archive its final name, or deletes it and raises the one-line
+    error."""
 
     def __init__(self, partial_path: str, archive_path: str, expected_size: int | None, expected_sha256: str):
         self.path, self.archive_path = partial_path, archive_path
