@@ -9,7 +9,8 @@ transport the Hub offers, plain HTTP ranges (the `resolve` URL) and Xet storage 
 (b) pipeline: the pipeline the exporter replaces, (a) and then the plain `tarfile` copy of bench/run.py (its floor);
 (c) export:   `python export_jsonl.py`, which downloads, checks and exports.
 
-Each is a fresh process with a fresh HF_HOME and output folder, timed wall-clock; what it read from files
+Each is a fresh process with a fresh HF_HOME and output folder, timed wall-clock, its peak anonymous memory
+sampled over its process tree (as bench/run.py does, whose `measure` it uses); what it read from files
 (`rchar` of /proc/self/io at its exit, which counts read() and pread() but not the sockets' recv) is given as a
 multiple of the archive's size. Each is repeated, in a rotating order; the table shows medians, and (c)/(b) is the
 median over repeats of the ratio within a repeat. Outputs are deleted after each run: they are 7.5 GB at full size.
@@ -25,10 +26,8 @@ import os
 import runpy
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -36,6 +35,7 @@ PROJECT_DIR = BENCH_DIR.parent
 sys.path[:0] = [str(PROJECT_DIR), str(PROJECT_DIR / "tests"), str(BENCH_DIR)]
 
 from run import floor, machine_description  # noqa: E402
+from run import measure as measure_run  # noqa: E402
 from stand_in_hub import GOOD_TOKEN, StandInHub  # noqa: E402
 
 RUN_NAMES = {"download": "(a) hf_hub_download alone", "pipeline": "(b) (a), then the tarfile copy", "export": "(c) export_jsonl.py"}
@@ -57,21 +57,16 @@ def child(kind: str, out_dir: Path, io_report: Path) -> None:
 
 
 def measure(kind: str, hub: StandInHub, run_dir: Path) -> dict:
+    """One run, timed and sampled for memory by bench/run.py's `measure`, with what it read from files."""
     run_dir.mkdir(parents=True)
     env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": GOOD_TOKEN, "HF_HOME": str(run_dir / "hf-home"),
            "HF_DATASETS_CACHE": str(run_dir / "datasets-cache"), "TQDM_DISABLE": "1"}
     env.pop("HF_HUB_DISABLE_XET", None)
     io_report = run_dir / "io.txt"
     command = [sys.executable, __file__, "--child", kind, str(run_dir / "out"), str(io_report)]
-    os.sync()
-    start = time.perf_counter()
-    with open(run_dir / "log.txt", "w") as log:
-        returncode = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-    seconds = time.perf_counter() - start
-    if returncode:
-        sys.exit(f"{kind} failed (exit {returncode}); see {run_dir / 'log.txt'}")
+    result = measure_run(command, env, run_dir / "log.txt")
     io = dict(line.split(": ") for line in io_report.read_text().splitlines())
-    return {"seconds": seconds, "read": int(io["rchar"]) / hub.size, "manifest": manifest_of(kind, run_dir / "out")}
+    return {**result, "read": int(io["rchar"]) / hub.size, "manifest": manifest_of(kind, run_dir / "out")}
 
 
 def manifest_of(kind: str, out_dir: Path) -> bytes | None:
@@ -112,13 +107,14 @@ def main(argv: list[str] | None = None) -> int:
                 if len(manifests) != 1:
                     sys.exit(f"over {transport}, the export's manifest differs from the pipeline's")
     shutil.rmtree(workdir)
-    print("\n| transport | run | seconds | ratio to (b) | read from files, x archive | every run, s |")
-    print("| --- | --- | ---: | ---: | ---: | --- |")
+    print("\n| transport | run | seconds | ratio to (b) | read from files, x archive | peak anon MB | every run, s |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
     for (transport, kind), measured in results.items():
         ratio = statistics.median(c["seconds"] / b["seconds"] for c, b in zip(measured, results[transport, "pipeline"]))
         every_run = " ".join(f"{m['seconds']:.1f}" for m in measured)
         print(f"| {transport} | {RUN_NAMES[kind]} | {statistics.median(m['seconds'] for m in measured):.1f} | "
               f"{ratio:.2f} | {statistics.median(m['read'] for m in measured):.2f} | "
+              f"{max(m['peak_anon_mb'] for m in measured):.0f} | "
               f"{every_run} |")
     if len(transports) == 2:
         speedup = statistics.median(r["seconds"] for r in results["ranges", "download"]) / statistics.median(
