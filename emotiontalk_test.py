@@ -1,8 +1,8 @@
 """EmotionTalk test split: Mandarin dialogue speech with utterance-level emotion labels.
 
 A Hugging Face `datasets` loading script (needs `datasets` 3.6; later releases do not run loading scripts).
-It reads `Audio.tar` of the gated Hub dataset BAAI/Emotiontalk, or a local copy given as `data_dir`,
-and yields the utterances of speaker groups G00003 and G00015, ordered by `sample_id`.
+It reads `Audio.tar` of the gated Hub dataset BAAI/Emotiontalk, or a local copy given as `data_dir` (the file, or
+the folder that holds it), and yields the utterances of speaker groups G00003 and G00015, ordered by `sample_id`.
 """
 
 import dataclasses
@@ -13,11 +13,11 @@ import re
 import sys
 import tarfile
 import traceback
-from typing import BinaryIO, Dict, Iterator, NoReturn, Optional, Tuple
+from typing import BinaryIO, Callable, Dict, Iterator, List, NoReturn, Optional, Tuple
 
 import datasets
 import huggingface_hub
-from tqdm.auto import tqdm
+from datasets.utils import tqdm
 
 _CITATION = """\
 @article{sun2025emotiontalk,
@@ -47,7 +47,7 @@ _TEST_GROUPS = ("G00003", "G00015")
 _EMOTIONS = ["angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised"]
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _ACCESS_HINT = f"accept the conditions at {_HOMEPAGE}, then run `hf auth login` or set HF_TOKEN"
-_LOCAL_COPY_HINT = "pass a local copy (--archive, or data_dir= to load_dataset)"
+_LOCAL_COPY_HINT = f"pass a local copy as data_dir=/path/to/{_ARCHIVE_NAME}"
 # Transport errors of the HTTP clients huggingface_hub may use: requests (0.x), httpx (1.x), httpx2 (2.x).
 _HTTPX_MODULES = ("httpx", "httpx2")
 _BODY_CUT_SHORT = ("requests.exceptions.ChunkedEncodingError",) + tuple(
@@ -97,24 +97,7 @@ class EmotionTalkTest(datasets.GeneratorBasedBuilder):
         super().__init__(*args, data_dir=data_dir, **kwargs)
 
     def _info(self) -> datasets.DatasetInfo:
-        features = datasets.Features(
-            {
-                "sample_id": datasets.Value("string"),
-                "file_path": datasets.Value("string"),
-                "audio": datasets.Audio(),
-                "raw_transcription": datasets.Value("string"),
-                "emotion": datasets.ClassLabel(names=_EMOTIONS),
-                "speaker_id": datasets.Value("string"),
-                "annotation": datasets.Value("string"),
-            }
-        )
-        return datasets.DatasetInfo(
-            description=_DESCRIPTION,
-            features=features,
-            homepage=_HOMEPAGE,
-            license=_LICENSE,
-            citation=_CITATION,
-        )
+        return dataset_info()
 
     def _split_generators(self, dl_manager):
         token = dl_manager.download_config.token
@@ -131,42 +114,105 @@ class EmotionTalkTest(datasets.GeneratorBasedBuilder):
 
     def _generate_examples(self, archive_path):
         with open(archive_path, "rb") as archive_file:
-            annotations, audio_members = index_archive(archive_file, archive_path)
-            missing = []
-            for sample_id in sorted(annotations):
-                annotation = annotations[sample_id]
-                audio_member = audio_members.get(annotation.file_path)
-                if audio_member is None:
-                    logger.warning(
-                        f"{archive_path}: test annotation {annotation.member} names audio "
-                        f"{_AUDIO_PREFIX}{annotation.file_path}, which the archive lacks; {sample_id} is left out"
-                    )
-                    missing.append(sample_id)
-                    continue
-                yield sample_id, {
-                    "sample_id": sample_id,
-                    "file_path": annotation.file_path,
-                    "audio": {
-                        "path": f"{sample_id}.wav",
-                        "bytes": read_member(archive_file, audio_member, archive_path),
-                    },
-                    "raw_transcription": annotation.transcription,
-                    "emotion": annotation.emotion,
-                    "speaker_id": annotation.speaker_id,
-                    "annotation": annotation.record_json,
-                }
+            split = index_archive(archive_file, archive_path)
+            yield from split.examples(lambda location: read_member(archive_file, location, archive_path))
+
+
+def dataset_info() -> datasets.DatasetInfo:
+    """The split's features and description; a function of its own, so that the exporter needs no builder."""
+    features = datasets.Features(
+        {
+            "sample_id": datasets.Value("string"),
+            "file_path": datasets.Value("string"),
+            "audio": datasets.Audio(),
+            "raw_transcription": datasets.Value("string"),
+            "emotion": datasets.ClassLabel(names=_EMOTIONS),
+            "speaker_id": datasets.Value("string"),
+            "annotation": datasets.Value("string"),
+        }
+    )
+    return datasets.DatasetInfo(
+        description=_DESCRIPTION,
+        features=features,
+        homepage=_HOMEPAGE,
+        license=_LICENSE,
+        citation=_CITATION,
+    )
+
+
+class SplitIndex:
+    """The test split as an archive's members give it, added one by one in any order: the test annotations by
+    `sample_id`, and where the bytes of each test WAV lie (offset, size). Other members are ignored."""
+
+    def __init__(self, archive_name: str):
+        self.archive_name = archive_name
+        self.annotations: Dict[str, _Annotation] = {}
+        self.audio_members: Dict[str, Tuple[int, int]] = {}
+
+    def add(self, name: str, location: Tuple[int, int], read_data: Callable[[], bytes]) -> None:
+        """A file member, its data's location, and how to read its data (called for annotations only)."""
+        if name.endswith(".json"):
+            annotation = parse_annotation(read_data(), name, self.archive_name)
+            if annotation is None:
+                return
+            sample_id = sample_id_of(annotation, self.archive_name)
+            if sample_id in self.annotations:
+                raise ArchiveError(
+                    f"{self.archive_name}: members {self.annotations[sample_id].member} and {name} both annotate "
+                    f"sample {sample_id}; the archive is inconsistent, download it again"
+                )
+            self.annotations[sample_id] = annotation
+        elif name.startswith(_AUDIO_PREFIX) and is_test_path(name[len(_AUDIO_PREFIX):]):
+            self.audio_members[name[len(_AUDIO_PREFIX):]] = location
+
+    def check_not_empty(self) -> None:
+        if not self.annotations:
+            raise ArchiveError(
+                f"{self.archive_name}: no annotation of the test groups {' or '.join(_TEST_GROUPS)}; "
+                f"is this EmotionTalk's {_ARCHIVE_NAME}?"
+            )
+
+    def samples_without_audio(self) -> List[str]:
+        return [sample_id for sample_id in sorted(self.annotations) if self.annotations[sample_id].file_path not in self.audio_members]
+
+    def __len__(self) -> int:
+        """How many examples `examples` yields."""
+        return len(self.annotations) - len(self.samples_without_audio())
+
+    def examples(self, read_audio: Callable[[Tuple[int, int]], bytes]) -> Iterator[Tuple[str, dict]]:
+        """(key, example) ordered by `sample_id`, the audio read by `read_audio(location)`; a test annotation whose
+        audio the archive lacks is left out, with a warning that names it."""
+        missing = self.samples_without_audio()
+        for sample_id in sorted(self.annotations):
+            annotation = self.annotations[sample_id]
+            if sample_id in missing:
+                logger.warning(
+                    f"{self.archive_name}: test annotation {annotation.member} names audio "
+                    f"{_AUDIO_PREFIX}{annotation.file_path}, which the archive lacks; {sample_id} is left out"
+                )
+                continue
+            yield sample_id, {
+                "sample_id": sample_id,
+                "file_path": annotation.file_path,
+                "audio": {"path": f"{sample_id}.wav", "bytes": read_audio(self.audio_members[annotation.file_path])},
+                "raw_transcription": annotation.transcription,
+                "emotion": annotation.emotion,
+                "speaker_id": annotation.speaker_id,
+                "annotation": annotation.record_json,
+            }
         if missing:
             logger.warning(
-                f"{archive_path}: {len(annotations) - len(missing)} test utterances built, "
+                f"{self.archive_name}: {len(self.annotations) - len(missing)} test utterances built, "
                 f"{len(missing)} left out for missing audio: {', '.join(missing)}"
             )
 
 
 def local_archive_path(data_dir: str) -> str:
-    """The `Audio.tar` inside `data_dir`, which must exist."""
-    archive_path = os.path.join(os.path.abspath(os.path.expanduser(data_dir)), _ARCHIVE_NAME)
+    """`data_dir` itself when it is a file, else the `Audio.tar` inside it, which must exist."""
+    path = os.path.abspath(os.path.expanduser(data_dir))
+    archive_path = path if os.path.isfile(path) else os.path.join(path, _ARCHIVE_NAME)
     if not os.path.isfile(archive_path):
-        raise ArchiveError(f"{archive_path}: no such file; data_dir must be the folder that holds {_ARCHIVE_NAME}")
+        raise ArchiveError(f"{archive_path}: no such file; data_dir must be {_ARCHIVE_NAME}, or the folder that holds it")
     return archive_path
 
 
@@ -176,33 +222,14 @@ def archive_fingerprint(archive_path: str) -> str:
     return f"{os.path.realpath(archive_path)}:{status.st_size}:{status.st_mtime_ns}"
 
 
-def index_archive(archive_file: BinaryIO, archive_name: str) -> Tuple[Dict[str, _Annotation], Dict[str, Tuple[int, int]]]:
-    """One pass over the tar headers: the test annotations by `sample_id`, and where each test WAV's bytes lie.
-
-    Member data that is not needed (every WAV) is skipped by seeking, never read.
-    """
-    annotations: Dict[str, _Annotation] = {}
-    audio_members: Dict[str, Tuple[int, int]] = {}
+def index_archive(archive_file: BinaryIO, archive_name: str) -> SplitIndex:
+    """One pass over the tar headers. Member data that is not needed (every WAV) is skipped by seeking, never read."""
+    split = SplitIndex(archive_name)
     for member, name in iter_members(archive_file, archive_name):
-        if name.endswith(".json"):
-            raw_json = read_member(archive_file, (member.offset_data, member.size), archive_name)
-            annotation = parse_annotation(raw_json, name, archive_name)
-            if annotation is None:
-                continue
-            sample_id = sample_id_of(annotation, archive_name)
-            if sample_id in annotations:
-                raise ArchiveError(
-                    f"{archive_name}: members {annotations[sample_id].member} and {name} both annotate "
-                    f"sample {sample_id}; the archive is inconsistent, download it again"
-                )
-            annotations[sample_id] = annotation
-        elif name.startswith(_AUDIO_PREFIX) and is_test_path(name[len(_AUDIO_PREFIX):]):
-            audio_members[name[len(_AUDIO_PREFIX):]] = (member.offset_data, member.size)
-    if not annotations:
-        raise ArchiveError(
-            f"{archive_name}: no annotation of the test groups {' or '.join(_TEST_GROUPS)}; is this EmotionTalk's {_ARCHIVE_NAME}?"
-        )
-    return annotations, audio_members
+        location = (member.offset_data, member.size)
+        split.add(name, location, lambda: read_member(archive_file, location, archive_name))
+    split.check_not_empty()
+    return split
 
 
 def iter_members(archive_file: BinaryIO, archive_name: str) -> Iterator[Tuple[tarfile.TarInfo, str]]:
@@ -213,7 +240,9 @@ def iter_members(archive_file: BinaryIO, archive_name: str) -> Iterator[Tuple[ta
         archive = tarfile.open(fileobj=archive_file, mode="r:")
     except tarfile.TarError as error:
         raise ArchiveError(f"{archive_name}: not a readable tar archive ({error}); download it again") from None
-    with tqdm(total=archive_size, unit="B", unit_scale=True, desc=f"Indexing {_ARCHIVE_NAME}") as progress:
+    # Every bar here is erased if what it follows fails, and kept once it is complete: a failure then says its one
+    # line with no bar above it.
+    with tqdm(total=archive_size, unit="B", unit_scale=True, desc=f"Indexing {_ARCHIVE_NAME}", leave=False) as progress:
         while True:
             try:
                 member = archive.next()
@@ -229,6 +258,7 @@ def iter_members(archive_file: BinaryIO, archive_name: str) -> Iterator[Tuple[ta
                 yield member, name
         check_end_of_archive(archive_file, archive.offset, archive_name)
         progress.update(archive_size - progress.n)
+        progress.leave = True
 
 
 def checked_member_name(member: tarfile.TarInfo, archive_name: str) -> str:
@@ -310,13 +340,15 @@ def sample_id_of(annotation: _Annotation, archive_name: str) -> str:
     return sample_id
 
 
-def hub_file_metadata(revision: str = "main", token: Optional[str] = None) -> huggingface_hub.HfFileMetadata:
+def hub_file_metadata(
+    revision: str = "main", token: Optional[str] = None, local_copy_hint: str = _LOCAL_COPY_HINT
+) -> huggingface_hub.HfFileMetadata:
     """What the Hub announces for Audio.tar (size, sha256 as ETag); fails with one clear line when it cannot."""
     url = huggingface_hub.hf_hub_url(_REPO_ID, _ARCHIVE_NAME, repo_type="dataset", revision=revision)
     try:
         return huggingface_hub.get_hf_file_metadata(url, token=token)
     except Exception as error:
-        raise_hub_error(error, revision, token)
+        raise_hub_error(error, revision, token, local_copy_hint)
 
 
 def download_archive(revision: str = "main", token: Optional[str] = None) -> str:
@@ -359,36 +391,47 @@ def file_sha256(path: str, length: Optional[int] = None) -> "hashlib._Hash":
     length = os.path.getsize(path) if length is None else length
     digest = hashlib.sha256()
     with open(path, "rb") as file, tqdm(
-        total=length, unit="B", unit_scale=True, disable=length == 0, desc=f"Checking sha256 of {_ARCHIVE_NAME}"
+        total=length, unit="B", unit_scale=True, disable=length == 0, desc=f"Checking sha256 of {_ARCHIVE_NAME}", leave=False
     ) as progress:
         while progress.n < length and (chunk := file.read(min(1 << 22, length - progress.n))):
             digest.update(chunk)
             progress.update(len(chunk))
+        progress.leave = True
     return digest
 
 
-def raise_hub_error(error: Exception, revision: str, token: Optional[str]) -> NoReturn:
-    """Turn a failure of huggingface_hub into one clear line; an unforeseen one keeps its cause for debugging."""
-    message = hub_error_message(error, revision, token)
+def raise_hub_error(
+    error: Exception, revision: str, token: Optional[str], local_copy_hint: str = _LOCAL_COPY_HINT, resumable: bool = False
+) -> NoReturn:
+    """Turn a failure of huggingface_hub into one clear line; an unforeseen one keeps its cause for debugging.
+    `local_copy_hint` says how the caller takes an archive already on disk; `resumable`, that the caller keeps what
+    it downloaded, so that a lost connection is an interruption to resume."""
+    message = hub_error_message(error, revision, token, local_copy_hint, resumable)
     if message is None:
         raise ArchiveError(f"the Hub failed to serve {_REPO_ID}/{_ARCHIVE_NAME}: {str(error).splitlines()[0]}") from error
     raise ArchiveError(message) from None
 
 
-def hub_error_message(error: Exception, revision: str, token: Optional[str] = None) -> Optional[str]:
+def hub_error_message(
+    error: Exception,
+    revision: str,
+    token: Optional[str] = None,
+    local_copy_hint: str = _LOCAL_COPY_HINT,
+    resumable: bool = False,
+) -> Optional[str]:
     """One line that says what went wrong with the Hub and what to do about it; None for a failure not foreseen."""
     errors = huggingface_hub.errors
-    if isinstance(error, http_client_errors(_BODY_CUT_SHORT)):
+    if isinstance(error, http_client_errors(_BODY_CUT_SHORT + (_NO_CONNECTION if resumable else ()))):
         return (
             f"the download of {_REPO_ID}/{_ARCHIVE_NAME} was interrupted ({str(error).splitlines()[0][:120]}); "
             f"run the same command again to resume where it stopped"
         )
     if huggingface_hub.constants.HF_HUB_OFFLINE:
-        return offline_message()
+        return offline_message(local_copy_hint)
     if isinstance(error, (errors.LocalEntryNotFoundError, *http_client_errors(_NO_CONNECTION))):
         return (
             f"cannot reach the Hub at {huggingface_hub.constants.ENDPOINT} for {_REPO_ID}/{_ARCHIVE_NAME} and it is not "
-            f"downloaded yet; {_LOCAL_COPY_HINT}, or set HF_HUB_OFFLINE=1 once the archive is downloaded"
+            f"downloaded yet; {local_copy_hint}, or set HF_HUB_OFFLINE=1 once the archive is downloaded"
         )
     if isinstance(error, errors.RevisionNotFoundError):
         return f"revision {revision!r} of {_REPO_ID} not found on the Hub; check the revision you asked for"
@@ -414,8 +457,8 @@ def raised_by_xet(error: Exception) -> bool:
     return bool(frames) and frames[-1].name == "xet_get"
 
 
-def offline_message() -> str:
-    return f"HF_HUB_OFFLINE is set and {_REPO_ID}/{_ARCHIVE_NAME} is not downloaded yet; unset it to download, or {_LOCAL_COPY_HINT}"
+def offline_message(local_copy_hint: str = _LOCAL_COPY_HINT) -> str:
+    return f"HF_HUB_OFFLINE is set and {_REPO_ID}/{_ARCHIVE_NAME} is not downloaded yet; unset it to download, or {local_copy_hint}"
 
 
 def http_client_errors(qualified_names: Tuple[str, ...]) -> Tuple[type, ...]:

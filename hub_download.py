@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import sys
 import threading
@@ -27,14 +28,17 @@ from typing import BinaryIO
 
 import huggingface_hub
 import huggingface_hub.file_download
-from tqdm.auto import tqdm
+from datasets.utils import tqdm
 
 import emotiontalk_test
 from emotiontalk_test import _ARCHIVE_NAME as ARCHIVE_NAME
 from emotiontalk_test import _REPO_ID as REPO_ID
 
 UNVERIFIED_DIR = ".unverified"  # inside raw/: a complete Xet download, read by the export while it is hashed
-HASH_BLOCK_BYTES = 1 << 24  # hashlib releases the GIL on blocks this large
+# Beside it, what the Hub announced for it, so that a run stopped before the check can be checked later, offline too.
+ANNOUNCED_SUFFIX = ".announced.json"
+BLOCK_BYTES = 1 << 24  # files are read, hashed and copied in blocks this large (hashlib releases the GIL on them)
+LOCAL_COPY_HINT = f"pass --archive /path/to/{ARCHIVE_NAME}"
 
 
 def fetch_archive(archive_path: str, revision: str = "main", token: str | None = None) -> PendingCheck | None:
@@ -44,13 +48,12 @@ def fetch_archive(archive_path: str, revision: str = "main", token: str | None =
     A file already at `archive_path` is checked and kept. Offline, a cached archive is checked against the cache's
     own record, its blob's name."""
     offline = huggingface_hub.constants.HF_HUB_OFFLINE
-    expected = None if offline else emotiontalk_test.hub_file_metadata(revision, token)
+    expected = None if offline else emotiontalk_test.hub_file_metadata(revision, token, LOCAL_COPY_HINT)
     raw_dir = os.path.dirname(archive_path)
     partial_path = os.path.join(raw_dir, f".{ARCHIVE_NAME}.incomplete")
     unverified_path = os.path.join(raw_dir, UNVERIFIED_DIR, ARCHIVE_NAME)
-    if os.path.isfile(unverified_path):  # a run was stopped before it finished checking a Xet download
-        os.replace(unverified_path, partial_path)
-        os.rmdir(os.path.dirname(unverified_path))
+    if os.path.isfile(unverified_path) and settle_unverified(unverified_path, archive_path, partial_path, expected):
+        return None
     if os.path.isfile(archive_path):
         if expected is not None:
             emotiontalk_test.verify_download(archive_path, expected.size, expected.etag)
@@ -63,7 +66,7 @@ def fetch_archive(archive_path: str, revision: str = "main", token: str | None =
         link_or_copy(os.path.realpath(cached), archive_path)
         return None
     if expected is None:
-        raise emotiontalk_test.ArchiveError(emotiontalk_test.offline_message())
+        raise emotiontalk_test.ArchiveError(emotiontalk_test.offline_message(LOCAL_COPY_HINT))
     os.makedirs(raw_dir, exist_ok=True)
     if xet_usable(expected, partial_path):
         archive_check = PendingCheck(partial_path, archive_path, expected.size, expected.etag)
@@ -78,6 +81,38 @@ def fetch_archive(archive_path: str, revision: str = "main", token: str | None =
     emotiontalk_test.verify_download(partial_path, expected.size, expected.etag, sha256=sha256)
     os.replace(partial_path, archive_path)
     return None
+
+
+def settle_unverified(unverified_path: str, archive_path: str, partial_path: str,
+                      expected: huggingface_hub.HfFileMetadata | None) -> bool:
+    """A Xet download that a stopped run left unchecked: checked against what the Hub announced for it (recorded
+    beside it) and given the archive's name, or deleted with the sha256 line; True once it is the archive. Without
+    a record (or of another upload than the Hub now announces) it goes on as a partial download."""
+    announced = read_announced(unverified_path)
+    try:
+        if announced is not None and (expected is None or expected.etag == announced["sha256"]):
+            emotiontalk_test.verify_download(unverified_path, announced["size"], announced["sha256"], record="the Hub announced")
+            os.replace(unverified_path, archive_path)
+            return True
+        os.replace(unverified_path, partial_path)
+        return False
+    finally:
+        remove_unverified_folder(unverified_path)
+
+
+def read_announced(unverified_path: str) -> dict | None:
+    try:
+        with open(unverified_path + ANNOUNCED_SUFFIX, encoding="utf-8") as record:
+            return json.load(record)
+    except (OSError, ValueError):
+        return None
+
+
+def remove_unverified_folder(unverified_path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(unverified_path + ANNOUNCED_SUFFIX)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(unverified_path))
 
 
 def xet_usable(expected: huggingface_hub.HfFileMetadata, partial_path: str) -> bool:
@@ -99,7 +134,7 @@ def xet_download(partial_path: str, expected: huggingface_hub.HfFileMetadata, re
             displayed_filename=ARCHIVE_NAME,
         )
     except huggingface_hub.errors.HfHubHTTPError as error:
-        emotiontalk_test.raise_hub_error(error, revision, token)
+        emotiontalk_test.raise_hub_error(error, revision, token, LOCAL_COPY_HINT)
     except Exception as error:  # noqa: BLE001 - hf_xet raises RuntimeError or OSError for whatever went wrong in it
         return str(error).splitlines()[0][:160] if str(error) else type(error).__name__
     return None
@@ -114,7 +149,7 @@ def keep_prefix(partial_path: str, length: int) -> int:
     copied = 0
     try:
         with open(xet_path, "rb") as source, open(partial_path, "wb") as kept:
-            while copied < length and (block := source.read(min(HASH_BLOCK_BYTES, length - copied))):
+            while copied < length and (block := source.read(min(BLOCK_BYTES, length - copied))):
                 copied += kept.write(block)
     finally:
         os.remove(xet_path)
@@ -139,7 +174,7 @@ def resume_download(partial_path: str, revision: str, token: str | None, expecte
                 displayed_filename=ARCHIVE_NAME,
             )
         except Exception as error:
-            emotiontalk_test.raise_hub_error(error, revision, token)
+            emotiontalk_test.raise_hub_error(error, revision, token, LOCAL_COPY_HINT, resumable=hashing_file.tell() > 0)
     return hashing_file.sha256.hexdigest()
 
 
@@ -182,6 +217,7 @@ class PendingCheck:
         self.sha256: str | None = None
         self.hashed = 0
         self.error: OSError | None = None
+        self.failure: emotiontalk_test.ArchiveError | None = None
         self.finished = threading.Event()
         self.abandoned = False
         open(partial_path, "wb").close()  # hf_xet writes into this very file: the thread's descriptor sees it all
@@ -195,7 +231,7 @@ class PendingCheck:
                 while True:
                     # Read the flags before the read, which then sees every byte written before they were set.
                     finished, abandoned = self.finished.is_set(), self.abandoned
-                    block = file.read(HASH_BLOCK_BYTES)
+                    block = file.read(BLOCK_BYTES)
                     if block:
                         digest.update(block)
                         self.hashed += len(block)
@@ -210,7 +246,11 @@ class PendingCheck:
             self.error = error
 
     def download_finished(self, unverified_path: str) -> None:
+        """The whole file is written: it waits in raw/.unverified/, with what the Hub announced for it."""
         os.makedirs(os.path.dirname(unverified_path), exist_ok=True)
+        announced = {"sha256": self.expected_sha256, "size": self.expected_size}
+        with open(unverified_path + ANNOUNCED_SUFFIX, "w", encoding="utf-8") as record:
+            json.dump(announced, record)
         os.replace(self.path, unverified_path)
         self.path = unverified_path
         self.finished.set()
@@ -224,7 +264,13 @@ class PendingCheck:
         return self.hashed if status.st_blocks * 512 >= status.st_size else 0
 
     def confirm(self) -> str:
+        """The archive's final path, once the hash matched; else the file is deleted and the sha256 line raised, as
+        often as it is asked."""
         self.thread.join()
+        if self.failure is not None:
+            raise self.failure
+        if self.path == self.archive_path:
+            return self.archive_path
         try:
             if self.error is not None:
                 raise self.error
@@ -234,12 +280,13 @@ class PendingCheck:
             try:
                 emotiontalk_test.verify_download(self.path, self.expected_size, self.expected_sha256, sha256=sha256)
             except emotiontalk_test.ArchiveError as error:  # an hf_xet with a chunk cache (1.1) may serve it again
-                raise emotiontalk_test.ArchiveError(
-                    f"{error}; if it comes back damaged, set HF_HUB_DISABLE_XET=1 to download it over plain HTTP") from None
+                self.failure = emotiontalk_test.ArchiveError(
+                    f"{error}; if it comes back damaged, set HF_HUB_DISABLE_XET=1 to download it over plain HTTP")
+                raise self.failure from None
             os.replace(self.path, self.archive_path)
         finally:
-            with contextlib.suppress(OSError):
-                os.rmdir(os.path.dirname(self.path))
+            remove_unverified_folder(self.path)
+        self.path = self.archive_path
         return self.archive_path
 
 
@@ -262,8 +309,9 @@ def link_or_copy(source_path: str, archive_path: str) -> None:
 
 def copy_with_progress(source_path: str, destination_path: str) -> None:
     with open(source_path, "rb") as source, open(destination_path, "wb") as copy, tqdm(
-        total=os.path.getsize(source_path), unit="B", unit_scale=True, desc=f"Copying {ARCHIVE_NAME} from the cache"
+        total=os.path.getsize(source_path), unit="B", unit_scale=True, desc=f"Copying {ARCHIVE_NAME} from the cache", leave=False
     ) as progress:
-        while chunk := source.read(1 << 22):
+        while chunk := source.read(BLOCK_BYTES):
             copy.write(chunk)
             progress.update(len(chunk))
+        progress.leave = True  # kept once complete; erased if the copy fails

@@ -4,6 +4,7 @@ of the user's shell changes a test's outcome: every HF_*, HUGGINGFACE_* and H2T_
 (HF_HUB_OFFLINE and HF_TOKEN on a cluster node, say); .ci/run runs the suite once with some of them set."""
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -11,6 +12,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+# One line, not the traceback of a failed conftest, for a run outside the project's environment.
+_MISSING = [name for name in ("datasets", "huggingface_hub", "soundfile", "numpy") if importlib.util.find_spec(name) is None]
+if _MISSING:
+    sys.exit(f"tests/conftest.py: {', '.join(_MISSING)} not installed; run the tests in the project's virtual "
+             f"environment: . .venv/bin/activate")
 for _name in [name for name in os.environ if name.startswith(("HF_", "HUGGINGFACE_", "H2T_"))]:
     del os.environ[_name]
 _SESSION_HOME = tempfile.mkdtemp(prefix="emotiontalk-tests-")
@@ -39,6 +45,30 @@ def tmpfs(mount_point: Path, options: str, why_skipped: str):
         yield mount_point
     finally:
         subprocess.run(["umount", str(mount_point)], check=True)
+
+
+@pytest.fixture
+def other_filesystem(tmp_path):
+    """A folder on another filesystem than `tmp_path`, where a hard link from `tmp_path` fails with EXDEV, as it does
+    from a cache under the home folder to H2T_DATADIR on a data disk: in /dev/shm, a tmpfs that any user may write,
+    else a tmpfs of the test's own (mounting needs root), else the test is skipped."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and shm.stat().st_dev != tmp_path.stat().st_dev:
+        folder = Path(tempfile.mkdtemp(prefix="emotiontalk-tests-", dir=shm))
+        yield folder
+        shutil.rmtree(folder)
+        return
+    with tmpfs(tmp_path / "other-filesystem", "size=256m", "no /dev/shm, and mounting a tmpfs needs root") as mount_point:
+        yield mount_point
+
+
+@pytest.fixture
+def fake_datasets_4(tmp_path):
+    """A folder for PYTHONPATH in which datasets 4.0.0 seems installed."""
+    site = tmp_path / "site"
+    (site / "datasets-4.0.0.dist-info").mkdir(parents=True)
+    (site / "datasets-4.0.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: datasets\nVersion: 4.0.0\n")
+    return site
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -17,12 +17,16 @@ run of uncompressed chunks of XET_CHUNK_BYTES behind their 8-byte headers. The f
 Modes: "normal"; "gated" (no token or an unknown one: 401 GatedRepo); "forbidden" (a token that has not been
 granted access: 403 GatedRepo); "not_found" (the file is missing: 404 EntryNotFound); "drop" (every `GET` of the
 file stops after `drop_after` bytes of its body); "outage" (the connection breaks for good once `drop_after` bytes
-of the file have been sent, counted over all `GET`s); "bad_checksum" (the bytes served differ from the sha256
-announced); "server_error" (every request answers 400, which no client retries and nothing here expects);
-"bare_401" and "bare_403" (every request answers so, without the Hub's `X-Error-Code`, as a proxy would).
-Xet modes: "normal"; "outage" (xorb data stops for good after `xet_drop_after` bytes); "damaged" (one byte of
-a chunk's data is flipped, under the same headers); "token_401" and "token_403" (the token route refuses, as
-the Hub does for a gated repository).
+of the file have been sent, counted over all `GET`s); "reset" (as "outage", but the connection is reset, as by a
+router that drops it, instead of closed); "whole_file" (a `Range` request is answered 200 with the whole file, as
+some proxies do); "bad_checksum" (the bytes served differ from the sha256 announced); "server_error" (every
+request answers 400, which no client retries and nothing here expects); "bare_401" and "bare_403" (every request
+answers so, without the Hub's `X-Error-Code`, as a proxy would).
+Xet modes: "normal"; "outage" (xorb data stops for good after `xet_drop_after` bytes); "damaged" (the byte of the
+file at `xet_damage_offset`, the middle by default, is flipped in the chunk that holds it, under the same
+headers); "token_401" and "token_403" (the token route refuses, as the Hub does for a gated repository).
+
+`bytes_sent` counts the bytes of file and xorb data sent in bodies, for the tests and bench/ to weigh a download.
 
 `rate_limit` caps what each connection sends, in bytes per second, as a real link would.
 """
@@ -64,7 +68,8 @@ class StandInHub:
         self.mode = "normal"
         self.xet_mode = "normal"
         self.drop_after = self.xet_drop_after = 0
-        self.body_bytes_sent = self.xorb_bytes_sent = 0
+        self.xet_damage_offset = self.size // 2
+        self.body_bytes_sent = self.xorb_bytes_sent = self.bytes_sent = 0
         self.requests: list[tuple[str, str, dict]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -116,9 +121,10 @@ class StandInHub:
         for chunk in range(xorb * self.chunks_per_xorb + first_chunk, xorb * self.chunks_per_xorb + end_chunk):
             length = self.chunk_length(chunk)
             segments.append(struct.pack("<B", 0) + length.to_bytes(3, "little") + struct.pack("<B", 0) + length.to_bytes(3, "little"))
-            if self.xet_mode == "damaged" and chunk == self.chunk_count // 2:
-                data = self.read(chunk * XET_CHUNK_BYTES, chunk * XET_CHUNK_BYTES + length)
-                segments.append(data[:-1] + bytes([data[-1] ^ 0x01]))
+            if self.xet_mode == "damaged" and chunk == self.xet_damage_offset // XET_CHUNK_BYTES:
+                data = bytearray(self.read(chunk * XET_CHUNK_BYTES, chunk * XET_CHUNK_BYTES + length))
+                data[self.xet_damage_offset % XET_CHUNK_BYTES] ^= 0x01
+                segments.append(bytes(data))
             else:
                 segments.append((chunk * XET_CHUNK_BYTES, length))
         return segments
@@ -255,11 +261,11 @@ def _handler_for(hub: StandInHub):
             if filename != hub.filename or hub.mode == "not_found":
                 self._error(404, "EntryNotFound", f"{filename} does not exist on \"{revision}\"")
                 return
-            start, end = _byte_range(self.headers.get("Range", ""), hub.size) or (0, hub.size)
+            start, end = (0, hub.size) if hub.mode == "whole_file" else _byte_range(self.headers.get("Range", ""), hub.size) or (0, hub.size)
             if start >= hub.size:
                 self._error(416, None, "Requested range not satisfiable")
                 return
-            status = 206 if self.headers.get("Range") else 200
+            status = 206 if self.headers.get("Range") and hub.mode != "whole_file" else 200
             self.send_response(status)
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(end - start))
@@ -278,8 +284,8 @@ def _handler_for(hub: StandInHub):
                 return
             length = end - start
             with hub._lock:
-                if hub.mode in ("drop", "outage"):
-                    length = min(length, max(0, hub.drop_after - (hub.body_bytes_sent if hub.mode == "outage" else 0)))
+                if hub.mode in ("drop", "outage", "reset"):
+                    length = min(length, max(0, hub.drop_after - (hub.body_bytes_sent if hub.mode != "drop" else 0)))
                 hub.body_bytes_sent += length
             self._send(_slice(hub.file_segments(start, end), 0, length))
             if length < end - start:
@@ -301,6 +307,8 @@ def _handler_for(hub: StandInHub):
 
         def _pace(self, sent: int) -> None:
             self.connection_bytes += sent
+            with hub._lock:
+                hub.bytes_sent += sent
             if hub.rate_limit:
                 ahead = self.connection_bytes / hub.rate_limit - (time.monotonic() - self.connection_started)
                 if ahead > 0:
@@ -308,7 +316,11 @@ def _handler_for(hub: StandInHub):
 
         def _cut(self) -> None:
             self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_RDWR)
+            if hub.mode == "reset":  # no linger: closing sends RST, not FIN
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+            else:
+                self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
 
         def _xet_token(self, revision: str) -> None:

@@ -112,9 +112,8 @@ def test_index_reads_only_headers_annotations_and_test_audio(small_archive, test
 
     with RecordingFile(archive_path) as raw:
         archive_file = io.BufferedReader(raw, buffer_size=512)
-        annotations, audio_members = emotiontalk_test.index_archive(archive_file, str(archive_path))
-        for sample_id in sorted(annotations):
-            emotiontalk_test.read_member(archive_file, audio_members[annotations[sample_id].file_path], "Audio.tar")
+        split = emotiontalk_test.index_archive(archive_file, str(archive_path))
+        examples = list(split.examples(lambda location: emotiontalk_test.read_member(archive_file, location, "Audio.tar")))
     with tarfile.open(archive_path) as archive:
         members = archive.getmembers()
     other_audio = [
@@ -127,7 +126,7 @@ def test_index_reads_only_headers_annotations_and_test_audio(small_archive, test
     needed = sum(m.size for m in members if m.name.endswith(".json")) + sum(len(synthetic_archive.wav_bytes(u)) for u in test_utterances)
     headers_and_end = 512 * (2 * len(members) + 2)
     assert needed < total_read <= needed + headers_and_end
-    assert len(annotations) == len(test_utterances)
+    assert len(split) == len(examples) == len(test_utterances)
 
 
 def test_missing_audio_is_left_out_with_a_warning(tmp_path, small_archive, test_utterances, caplog, datasets_cache):
@@ -230,7 +229,14 @@ def test_archive_without_test_annotations_is_refused(tmp_path, datasets_cache):
 
 def test_missing_archive_is_named(tmp_path, datasets_cache):
     message = load_error(tmp_path, datasets_cache)
-    assert str(tmp_path / "Audio.tar") in message and "folder that holds Audio.tar" in message
+    assert str(tmp_path / "Audio.tar") in message and "data_dir must be Audio.tar, or the folder that holds it" in message
+
+
+def test_data_dir_may_be_the_archive_itself(tmp_path, small_archive, test_utterances, datasets_cache):
+    data_dir, _ = small_archive
+    renamed = tmp_path / "emotiontalk-audio.tar"
+    (data_dir / "Audio.tar").rename(renamed)
+    assert load(renamed, datasets_cache)["sample_id"] == [u.sample_id for u in test_utterances]
 
 
 def test_file_name_is_accepted_for_file_path(tmp_path, datasets_cache):

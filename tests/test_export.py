@@ -1,9 +1,11 @@
 """export_jsonl.py end to end on generated archives: exact bytes out, idempotent, crash-safe, clear errors."""
 
+import contextlib
 import hashlib
 import io
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -11,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from pathlib import Path
 
 import pytest
 import soundfile
@@ -107,6 +110,16 @@ def start_export_and_wait(archive_path, datadir, until_wavs):
     return process
 
 
+def wait_until_reading(process, path, timeout=60):
+    """Return once `process` has `path` open (or has ended)."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) == str(path) for fd in Path(f"/proc/{process.pid}/fd").iterdir()):
+                return
+        time.sleep(0.001)
+
+
 def assert_only_complete_files(export_dir, utterances):
     """Every WAV there is its archive member to the byte; no manifest and no temporary file is left."""
     by_name = {f"{u.sample_id}.wav": u for u in utterances}
@@ -177,14 +190,15 @@ def test_interrupted_verify_says_one_line(tmp_path, medium_archive):
     archive_path, _ = medium_archive
     args = ["--archive", str(archive_path), "--datadir", str(tmp_path)]
     assert run_exporter(*args).returncode == 0
-    process = subprocess.Popen([sys.executable, EXPORTER, *args, "--verify"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stderr = b""
-    while b"Indexing" not in stderr and (chunk := os.read(process.stderr.fileno(), 256)):
-        stderr += chunk
+    export_files = {path: path.stat().st_mtime_ns for path in (tmp_path / "emotiontalk").rglob("*")}
+    process = subprocess.Popen([sys.executable, EXPORTER, *args, "--verify"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_until_reading(process, archive_path)
     process.send_signal(signal.SIGINT)
-    stderr = (stderr + process.communicate()[1]).decode()
+    stderr = process.communicate()[1]
     assert process.returncode == 130 and "Traceback" not in stderr, stderr
-    assert stderr.strip().splitlines()[-1].startswith("export_jsonl.py: interrupted")
+    assert {path: path.stat().st_mtime_ns for path in (tmp_path / "emotiontalk").rglob("*")} == export_files
+    assert stderr.strip().splitlines()[-1] == (
+        "export_jsonl.py: interrupted; the export was not changed, run the same command again to finish")
 
 
 def test_export_by_other_code_is_redone(tmp_path, small_archive):
@@ -216,7 +230,7 @@ def test_export_of_a_smaller_split_removes_what_it_no_longer_names(tmp_path, sma
 
 
 def test_demo_runs_from_a_copy_without_tests(tmp_path):
-    for name in ("emotiontalk_test.py", "export_jsonl.py", "synthetic_archive.py"):
+    for name in ("emotiontalk_test.py", "export_jsonl.py", "parquet_copy.py", "synthetic_archive.py"):
         shutil.copy(PROJECT_DIR / name, tmp_path / name)
     result = subprocess.run([sys.executable, str(tmp_path / "export_jsonl.py"), "--demo", "--datadir", str(tmp_path / "out")],
                             capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
@@ -284,15 +298,16 @@ def test_verify_without_an_export_or_archive_says_what_to_do(tmp_path, small_arc
     assert export_jsonl.main(["--datadir", str(tmp_path), "--verify"]) == 1
     assert "no manifest; run export_jsonl.py first" in capsys.readouterr().err
     assert export_jsonl.main(["--archive", str(small_archive[0] / "Audio.tar"), "--datadir", str(tmp_path)]) == 0
+    (tmp_path / "emotiontalk" / ".export-state.json").unlink()
     assert export_jsonl.main(["--datadir", str(tmp_path), "--verify"]) == 1
-    assert "no archive to verify against; pass --archive" in capsys.readouterr().err
+    assert "no archive to verify against, and none recorded by the export; pass --archive" in capsys.readouterr().err
 
 
 def test_demo_exports_and_verifies(tmp_path, capsys):
     assert export_jsonl.main(["--demo", "--datadir", str(tmp_path)]) == 0
     assert_exported(tmp_path / "emotiontalk", synthetic_archive.small_corpus())
     assert (tmp_path / "emotiontalk" / "raw" / "Audio.tar").is_file()
-    assert export_jsonl.main(["--demo", "--datadir", str(tmp_path), "--verify"]) == 0
+    assert export_jsonl.main(["--datadir", str(tmp_path), "--verify"]) == 0
 
 
 def test_help_documents_every_option_and_variable():
@@ -320,12 +335,9 @@ def test_bad_archive_gives_the_builders_message(tmp_path):
     assert not (tmp_path / "out" / "emotiontalk" / "zh-en.jsonl").exists()
 
 
-def test_datasets_4_is_refused(tmp_path, small_archive):
-    site = tmp_path / "site"
-    (site / "datasets-4.0.0.dist-info").mkdir(parents=True)
-    (site / "datasets-4.0.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: datasets\nVersion: 4.0.0\n")
+def test_datasets_4_is_refused(tmp_path, small_archive, fake_datasets_4):
     for source in (["--archive", str(small_archive[0] / "Audio.tar")], ["--demo"]):
-        result = run_exporter(*source, "--datadir", str(tmp_path / "out"), env_changes={"PYTHONPATH": str(site)})
+        result = run_exporter(*source, "--datadir", str(tmp_path / "out"), env_changes={"PYTHONPATH": str(fake_datasets_4)})
         assert_one_line_error(result, "datasets 4.0.0 is installed", "pip install 'datasets>=3.6,<4'", "--parquet")
         assert not (tmp_path / "out").exists()
 
@@ -353,7 +365,8 @@ def test_failing_write_leaves_nothing_partial(tmp_path, medium_archive):
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     result = run_exporter("--archive", str(archive_path), "--datadir", str(tmp_path), preexec_fn=limit_file_size)
-    assert_one_line_error(result, "File too large", "nothing was left half-written")
+    assert_one_line_error(result, f"{tmp_path / 'emotiontalk'}: File too large", "nothing was left half-written")
+    assert len(result.stderr.splitlines()) == 1
     assert_only_complete_files(tmp_path / "emotiontalk", utterances)
     assert any(u.is_test and len(synthetic_archive.wav_bytes(u)) > limit for u in utterances)
 
@@ -448,3 +461,155 @@ def test_ctrl_c_after_the_summary_gives_no_traceback(tmp_path, small_archive):
     stderr = process.stderr.read()
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
     assert process.returncode == 0 or (process.returncode == 130 and stderr.strip().endswith("run the same command again to finish"))
+
+
+def test_verify_uses_the_archive_the_export_recorded(tmp_path, small_archive, capsys):
+    """The README's order: an export from an archive elsewhere, then --verify with the datadir alone."""
+    data_dir, _ = small_archive
+    assert export_jsonl.main(["--archive", str(data_dir / "Audio.tar"), "--datadir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert export_jsonl.main(["--datadir", str(tmp_path), "--verify"]) == 0
+    assert f"against {data_dir / 'Audio.tar'}: all correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("parquet", [False, True])
+def test_verify_ends_with_the_command_that_repairs_what_it_found(tmp_path, small_archive, parquet, capsys):
+    """A WAV damaged in place keeps its size, which is all a plain re-run looks at."""
+    data_dir, utterances = small_archive
+    args = ["--archive", str(data_dir / "Audio.tar"), "--datadir", str(tmp_path)] + (["--parquet"] if parquet else [])
+    assert export_jsonl.main(args) == 0
+    wav = sorted((tmp_path / "emotiontalk" / "audio" / "zh").iterdir())[0]
+    damaged = bytearray(wav.read_bytes())
+    damaged[-1] ^= 0xFF
+    wav.write_bytes(bytes(damaged))
+    assert export_jsonl.main(args) == 0
+    capsys.readouterr()
+    assert export_jsonl.main(["--datadir", str(tmp_path), "--verify"]) == 1
+    repair = capsys.readouterr().out.strip().splitlines()[-1]
+    assert repair.startswith("to repair: python export_jsonl.py ")
+    command = repair.removeprefix("to repair: ").split()
+    assert command[-1] == "--force" and ("--parquet" in command) == parquet
+    assert run_exporter(*command[2:], cwd=PROJECT_DIR).returncode == 0
+    assert_exported(tmp_path / "emotiontalk", utterances)
+    assert export_jsonl.main(["--datadir", str(tmp_path), "--verify"]) == 0
+
+
+@pytest.mark.parametrize("where", ["--datadir", "H2T_DATADIR"])
+def test_an_empty_datadir_is_refused(tmp_path, small_archive, where):
+    options = ["--datadir", ""] if where == "--datadir" else []
+    (tmp_path / "cwd").mkdir()
+    result = run_exporter("--archive", str(small_archive[0] / "Audio.tar"), *options,
+                          env_changes={"H2T_DATADIR": "" if where == "H2T_DATADIR" else None}, cwd=tmp_path / "cwd")
+    assert_one_line_error(result, f"{where} is empty")
+    assert result.returncode == 1 and list((tmp_path / "cwd").iterdir()) == []
+
+
+@pytest.mark.parametrize("options", [["--demo", "--archive", "x"], ["--revision", "v1", "--archive", "x"], ["--verify", "--force"],
+                                     ["--verify", "--parquet"]], ids=lambda options: " ".join(options))
+def test_options_that_cannot_go_together_are_a_usage_error(tmp_path, options):
+    result = run_exporter("--datadir", str(tmp_path), *options)
+    assert result.returncode == 2 and "cannot go together" in result.stderr.strip().splitlines()[-1]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_archive_file_is_named(tmp_path):
+    result = run_exporter("--archive", str(tmp_path / "missing.tar"), "--datadir", str(tmp_path / "out"))
+    assert_one_line_error(result, f"{tmp_path / 'missing.tar'}: no such file")
+
+
+def test_an_archive_of_another_name_is_exported(tmp_path, small_archive):
+    data_dir, utterances = small_archive
+    renamed = tmp_path / "emotiontalk-audio.tar"
+    (data_dir / "Audio.tar").rename(renamed)
+    assert export_jsonl.main(["--archive", str(renamed), "--datadir", str(tmp_path)]) == 0
+    assert_exported(tmp_path / "emotiontalk", utterances)
+
+
+def test_output_goes_to_a_log_without_progress_bars(tmp_path, medium_archive):
+    """Progress bars belong on a terminal: with stdout and stderr in files, a good run writes its summary, a
+    failing run its one line, and nothing else."""
+    archive_path, _ = medium_archive
+    result = run_exporter("--archive", str(archive_path), "--datadir", str(tmp_path / "good"))
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith("EmotionTalk test split -> ")
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "Audio.tar").write_bytes(archive_path.read_bytes()[: archive_path.stat().st_size // 2])
+    result = run_exporter("--archive", str(tmp_path / "cut" / "Audio.tar"), "--datadir", str(tmp_path / "bad"))
+    assert result.stdout == "" and len(result.stderr.splitlines()) == 1
+    assert_one_line_error(result, "truncated")
+
+
+# Runs a command on a terminal of its own (a pseudo-terminal, 160 columns wide) and prints all it wrote there.
+ON_A_TERMINAL = """
+import fcntl, os, pty, struct, sys, termios
+output = b""
+pid, terminal = pty.fork()
+if pid == 0:
+    fcntl.ioctl(sys.stdout.fileno(), termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    os.execv(sys.argv[1], sys.argv[1:])
+while True:
+    try:
+        data = os.read(terminal, 1 << 16)
+    except OSError:
+        break
+    if not data:
+        break
+    output += data
+sys.stdout.buffer.write(output)
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def terminal_lines(*args):
+    """What the exporter wrote on a terminal, as the lines that stay on the screen once carriage returns have
+    redrawn them."""
+    result = subprocess.run([sys.executable, "-c", ON_A_TERMINAL, sys.executable, EXPORTER, *args], capture_output=True)
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", result.stdout.decode().replace("\r\n", "\n"))  # ANSI escapes: cursor moves
+    lines = [line.rsplit("\r", 1)[-1].rstrip() for line in text.split("\n")]
+    return result.returncode, [line for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+
+
+def test_on_a_terminal_bars_show_progress_and_leave_no_blank_lines(tmp_path, medium_archive):
+    archive_path, utterances = medium_archive
+    status, lines = terminal_lines("--archive", str(archive_path), "--datadir", str(tmp_path / "good"))
+    assert status == 0 and "" not in lines, lines
+    rows = sum(u.is_test for u in utterances)
+    assert any(line.startswith("Writing WAVs: 100%") and f"{rows}/{rows}" in line for line in lines), lines
+    assert lines[-1].startswith("  archive ")
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "Audio.tar").write_bytes(archive_path.read_bytes()[: archive_path.stat().st_size // 2])
+    status, lines = terminal_lines("--archive", str(tmp_path / "cut" / "Audio.tar"), "--datadir", str(tmp_path / "bad"))
+    assert status == 1 and len(lines) == 1 and lines[0].startswith("export_jsonl.py: error: "), lines
+
+
+def test_the_exporter_writes_nothing_outside_its_folders(tmp_path, small_archive):
+    """No module copy of the loading script, no lock file in a cache: an export and a check touch the datadir."""
+    data_dir, _ = small_archive
+    home = {"HOME": str(tmp_path / "home"), "HF_HOME": None, "HF_DATASETS_CACHE": None, "XDG_CACHE_HOME": None}
+    (tmp_path / "home").mkdir()
+    args = ["--archive", str(data_dir / "Audio.tar"), "--datadir", str(tmp_path / "out")]
+    assert run_exporter(*args, "--parquet", env_changes=home, cwd=tmp_path / "home").returncode == 0
+    assert run_exporter("--datadir", str(tmp_path / "out"), "--verify", env_changes=home, cwd=tmp_path / "home").returncode == 0
+    assert list((tmp_path / "home").rglob("*")) == []
+
+
+def test_ctrl_c_during_a_first_export_takes_back_the_folders_it_made(tmp_path, medium_archive):
+    archive_path, _ = medium_archive
+    process = start_export_and_wait(archive_path, tmp_path / "new" / "h2t", until_wavs=0)
+    process.send_signal(signal.SIGINT)
+    process.communicate()
+    assert process.returncode == 130
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_run_leaves_the_users_own_empty_folder(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "Audio.tar").write_bytes(b"not a tar" * 200)
+    assert_one_line_error(run_exporter("--archive", str(tmp_path / "Audio.tar"), "--datadir", str(tmp_path / "mine")))
+    assert (tmp_path / "mine").is_dir() and list((tmp_path / "mine").iterdir()) == []
+
+
+def test_datasets_4_refuses_verify_too(tmp_path, small_archive, fake_datasets_4):
+    assert export_jsonl.main(["--archive", str(small_archive[0] / "Audio.tar"), "--datadir", str(tmp_path)]) == 0
+    result = run_exporter("--datadir", str(tmp_path), "--verify", env_changes={"PYTHONPATH": str(fake_datasets_4)})
+    assert_one_line_error(result, "datasets 4.0.0 is installed", "pip install 'datasets>=3.6,<4'")

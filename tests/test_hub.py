@@ -11,8 +11,9 @@ import sys
 
 import pytest
 
+import hub_download
 import synthetic_archive
-from conftest import BUILDER_SCRIPT, tmpfs
+from conftest import BUILDER_SCRIPT
 from stand_in_hub import GOOD_TOKEN, StandInHub
 from test_export import EXPORTER, assert_exported, assert_one_line_error
 
@@ -149,25 +150,161 @@ def test_a_bare_401_or_403_gives_the_token_line(tmp_path, hub, status, token, fr
     assert_one_line_error(export_from_hub(tmp_path, hub.url, token=token), *fragments)
 
 
-@pytest.fixture
-def other_filesystem(tmp_path):
-    """A tmpfs of our own, so that a hard link from the Hugging Face cache fails with EXDEV, as it does for a
-    cache under the home folder and H2T_DATADIR on a data disk."""
-    with tmpfs(tmp_path / "data-disk", "size=64m", "mounting a tmpfs needs root") as mount_point:
-        yield mount_point
+def cached_blob(hf_home, hub):
+    return hf_home / "hub" / "datasets--BAAI--Emotiontalk" / "blobs" / hub.sha256
 
 
-def test_a_cache_on_another_filesystem_is_copied(tmp_path, hub, other_filesystem):
+def test_a_cache_on_another_filesystem_is_copied_whole(tmp_path, large_archive, other_filesystem):
+    """The Hugging Face cache on one filesystem, the export on another: the archive, larger than a copy block,
+    is copied whole, and the cached copy is left as it was."""
+    archive_path, corpus = large_archive
+    assert archive_path.stat().st_size > hub_download.BLOCK_BYTES
+    with StandInHub(archive_path) as hub:
+        assert load_from_hub(tmp_path, hub.url, "build", HF_HOME=str(other_filesystem)).returncode == 0
+        blob = cached_blob(other_filesystem, hub)
+        hub.requests.clear()
+        result = export_from_hub(tmp_path, hub.url, HF_HOME=str(other_filesystem))
+        assert result.returncode == 0, result.stderr
+        assert hub.ranges_requested() == []
+    raw_dir = tmp_path / "h2t" / "emotiontalk" / "raw"
+    assert (raw_dir / "Audio.tar").read_bytes() == archive_path.read_bytes() == blob.read_bytes()
+    assert blob.stat().st_nlink == 1 and (raw_dir / "Audio.tar").stat().st_dev != blob.stat().st_dev
+    assert sorted(path.name for path in raw_dir.iterdir()) == ["Audio.tar"]
+    assert_exported(tmp_path / "h2t" / "emotiontalk", corpus)
+
+
+def test_a_link_left_by_a_killed_run_does_not_stop_the_next_from_linking(tmp_path, hub):
     assert load_from_hub(tmp_path, hub.url, "build").returncode == 0
-    blob = tmp_path / "hf-home" / "hub" / "datasets--BAAI--Emotiontalk" / "blobs" / hub.sha256
-    hub.requests.clear()
-    result = export_from_hub(tmp_path, hub.url, "--datadir", str(other_filesystem))
+    raw_dir = tmp_path / "h2t" / "emotiontalk" / "raw"
+    raw_dir.mkdir(parents=True)
+    (raw_dir / ".Audio.tar.link.tmp").write_bytes(b"left by a run killed while it linked the archive")
+    result = export_from_hub(tmp_path, hub.url)
     assert result.returncode == 0, result.stderr
-    assert "Copying Audio.tar from the cache" in result.stderr and hub.ranges_requested() == []
-    archive_path = other_filesystem / "emotiontalk" / "raw" / "Audio.tar"
-    assert archive_path.read_bytes() == hub.content and blob.stat().st_nlink == 1
-    assert sorted(path.name for path in archive_path.parent.iterdir()) == ["Audio.tar"]
-    assert_exported(other_filesystem / "emotiontalk", hub.utterances)
+    blob = cached_blob(tmp_path / "hf-home", hub)
+    assert (raw_dir / "Audio.tar").stat().st_ino == blob.stat().st_ino
+    assert sorted(path.name for path in raw_dir.iterdir()) == ["Audio.tar"]
+
+
+def test_an_older_upload_in_the_cache_is_neither_exported_nor_deleted(tmp_path, small_archive):
+    """The cache holds what an earlier load_dataset downloaded; the Hub now announces another upload."""
+    data_dir, _ = small_archive
+    with StandInHub(data_dir / "Audio.tar") as older_hub:
+        assert load_from_hub(tmp_path, older_hub.url, "build").returncode == 0
+    older_blob = cached_blob(tmp_path / "hf-home", older_hub)
+    older_bytes = older_blob.read_bytes()
+    (tmp_path / "newer").mkdir()
+    newer = synthetic_archive.write_small_archive(tmp_path / "newer" / "Audio.tar", seed=1)
+    with StandInHub(tmp_path / "newer" / "Audio.tar") as hub:
+        result = export_from_hub(tmp_path, hub.url)
+        assert result.returncode == 0, result.stderr
+        assert hub.ranges_requested() == [""]
+    archive_path = tmp_path / "h2t" / "emotiontalk" / "raw" / "Audio.tar"
+    assert archive_path.read_bytes() == (tmp_path / "newer" / "Audio.tar").read_bytes()
+    assert older_blob.read_bytes() == older_bytes and archive_path.stat().st_ino != older_blob.stat().st_ino
+    assert_exported(tmp_path / "h2t" / "emotiontalk", newer, seed=1)
+
+
+@pytest.mark.parametrize("how", ["copied_in", "copied_in_damaged", "replaced_damaged", "touched"])
+def test_an_archive_in_raw_that_the_export_does_not_vouch_for_is_checked_against_the_hub(tmp_path, hub, how):
+    export_dir = tmp_path / "h2t" / "emotiontalk"
+    archive_path = export_dir / "raw" / "Audio.tar"
+    damaged = bytearray(hub.content)
+    damaged[len(damaged) // 2] ^= 0x01  # inside a WAV: the export alone would not notice
+    if how.startswith("copied_in"):
+        archive_path.parent.mkdir(parents=True)
+        archive_path.write_bytes(damaged if how == "copied_in_damaged" else hub.content)
+    else:
+        assert export_from_hub(tmp_path, hub.url).returncode == 0
+        if how == "touched":
+            os.utime(archive_path, ns=(archive_path.stat().st_atime_ns, archive_path.stat().st_mtime_ns + 10**9))
+        else:
+            archive_path.write_bytes(damaged)
+    manifest_before = (export_dir / "zh-en.jsonl").read_bytes() if how == "replaced_damaged" else None
+    hub.requests.clear()
+    result = export_from_hub(tmp_path, hub.url)
+    assert [method for method, path, _ in hub.requests if "/resolve/" in path] == ["HEAD"]
+    if "damaged" in how:
+        assert_one_line_error(result, "downloaded Audio.tar has sha256", f"the Hub announces {hub.sha256}; it was deleted")
+        assert not archive_path.exists()
+        if manifest_before is None:
+            assert not (export_dir / "zh-en.jsonl").exists()
+        else:
+            assert (export_dir / "zh-en.jsonl").read_bytes() == manifest_before
+        return
+    assert result.returncode == 0, result.stderr
+    assert_exported(export_dir, hub.utterances)
+
+
+def test_a_deleted_archive_is_downloaded_again(tmp_path, hub):
+    assert export_from_hub(tmp_path, hub.url).returncode == 0
+    archive_path = tmp_path / "h2t" / "emotiontalk" / "raw" / "Audio.tar"
+    archive_path.unlink()
+    hub.requests.clear()
+    result = export_from_hub(tmp_path, hub.url)
+    assert result.returncode == 0, result.stderr
+    assert hub.ranges_requested() == [""] and archive_path.read_bytes() == hub.content
+    assert "0 written this run" in result.stdout
+
+
+def test_a_connection_reset_mid_download_says_run_again_to_resume(tmp_path, large_archive):
+    archive_path, corpus = large_archive
+    with StandInHub(archive_path) as hub:
+        hub.mode, hub.drop_after = "reset", 15_000_000
+        assert_one_line_error(export_from_hub(tmp_path, hub.url), "was interrupted", "run the same command again to resume")
+        hub.mode = "normal"
+        result = export_from_hub(tmp_path, hub.url)
+        assert result.returncode == 0, result.stderr
+        assert_resumed_never_restarted(hub)
+    assert_exported(tmp_path / "h2t" / "emotiontalk", corpus)
+
+
+# Runs the exporter and, as the process exits, writes what it read from files (`rchar` of /proc/self/io counts
+# every read() and pread(), not a socket's recv()).
+READS_REPORTING_EXPORTER = """
+import atexit, runpy, sys
+report, sys.argv = sys.argv[1], sys.argv[2:]
+atexit.register(lambda: open(report, "w").write(open("/proc/self/io").read()))
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def bytes_read(tmp_path, endpoint, name, *args, **env_options) -> int:
+    """What an export read from files, in bytes."""
+    report = tmp_path / f"{name}.io"
+    result = subprocess.run([sys.executable, "-c", READS_REPORTING_EXPORTER, str(report), EXPORTER,
+                             "--datadir", str(tmp_path / name), *args],
+                            env=hub_env(tmp_path, endpoint, **env_options), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return int(dict(line.split(": ") for line in report.read_text().splitlines())["rchar"])
+
+
+def reads_beyond_the_export(tmp_path, hub, **env_options) -> float:
+    """What an export from the Hub read from files beyond what the same export of the archive on disk reads, as a
+    multiple of the archive's size: the hashing of a download that is read back instead of hashed as it arrives."""
+    downloaded = bytes_read(tmp_path, hub.url, "h2t", **env_options)
+    on_disk = bytes_read(tmp_path, hub.url, "from-disk", "--archive", str(hub.archive_path), **env_options)
+    return (downloaded - on_disk) / hub.size
+
+
+def test_a_ranged_download_is_hashed_as_it_arrives(tmp_path, large_archive):
+    with StandInHub(large_archive[0]) as hub:
+        assert reads_beyond_the_export(tmp_path, hub) < 0.5
+        assert hub.ranges_requested() == [""]
+
+
+def test_a_resume_answered_with_the_whole_file_ends_correct_and_hashed_once(tmp_path, large_archive):
+    archive_path, corpus = large_archive
+    with StandInHub(archive_path) as hub:
+        hub.mode, hub.drop_after = "outage", 15_000_000
+        assert_one_line_error(export_from_hub(tmp_path, hub.url), "was interrupted")
+        [partial] = (tmp_path / "h2t" / "emotiontalk" / "raw").glob(".Audio.tar.incomplete")
+        kept = partial.stat().st_size
+        hub.mode = "whole_file"
+        hub.requests.clear()
+        assert reads_beyond_the_export(tmp_path, hub) < (kept + 0.5 * hub.size) / hub.size
+        assert hub.ranges_requested()[0] == f"bytes={kept}-"
+    assert (tmp_path / "h2t" / "emotiontalk" / "raw" / "Audio.tar").read_bytes() == archive_path.read_bytes()
+    assert_exported(tmp_path / "h2t" / "emotiontalk", corpus)
 
 
 def test_revision_not_found(tmp_path, hub):
@@ -183,7 +320,15 @@ def test_unreachable_hub_suggests_a_local_archive(tmp_path):
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         closed_endpoint = f"http://127.0.0.1:{unused.getsockname()[1]}"
-    assert_one_line_error(export_from_hub(tmp_path, closed_endpoint), "cannot reach the Hub", "--archive", "HF_HUB_OFFLINE=1")
+    result = export_from_hub(tmp_path, closed_endpoint)
+    assert_one_line_error(result, "cannot reach the Hub", "pass --archive /path/to/Audio.tar", "HF_HUB_OFFLINE=1")
+    assert "data_dir" not in result.stderr
+
+
+def test_datasets_4_is_refused_before_any_download(tmp_path, hub, fake_datasets_4):
+    result = export_from_hub(tmp_path, hub.url, PYTHONPATH=str(fake_datasets_4))
+    assert_one_line_error(result, "datasets 4.0.0 is installed")
+    assert hub.requests == [] and not (tmp_path / "h2t").exists()
 
 
 def test_offline_without_a_download_says_so(tmp_path, hub):

@@ -11,6 +11,7 @@ import pyarrow.parquet
 import pytest
 
 import export_jsonl
+import parquet_copy
 import synthetic_archive
 from conftest import BUILDER_SCRIPT
 from test_export import assert_exported
@@ -65,7 +66,7 @@ def test_parquet_copy_loads_as_the_script_split(tmp_path, small_archive, script_
 
 def test_shards_stay_under_the_size_limit_and_a_new_export_replaces_them(tmp_path, small_archive, monkeypatch, capsys):
     data_dir, _ = small_archive
-    monkeypatch.setattr(export_jsonl, "MAX_PARQUET_SHARD_BYTES", 150_000)
+    monkeypatch.setattr(parquet_copy, "MAX_PARQUET_SHARD_BYTES", 150_000)
     parquet_dir = export_parquet(data_dir / "Audio.tar", tmp_path)
     shards = sorted(parquet_dir.glob("*.parquet"))
     count = len(shards)
@@ -76,7 +77,7 @@ def test_shards_stay_under_the_size_limit_and_a_new_export_replaces_them(tmp_pat
     summary = capsys.readouterr().out
     assert f"({count} shards, {sum(shard.stat().st_size for shard in shards) / 1e6:.1f} MB)" in summary
     assert all(shard.name in summary for shard in shards)
-    monkeypatch.setattr(export_jsonl, "MAX_PARQUET_SHARD_BYTES", 10_000_000)
+    monkeypatch.setattr(parquet_copy, "MAX_PARQUET_SHARD_BYTES", 10_000_000)
     export_parquet(data_dir / "Audio.tar", tmp_path, "--force")
     assert sorted(path.name for path in parquet_dir.iterdir()) == ["README.md", "test-00000-of-00001.parquet"]
 
@@ -103,17 +104,21 @@ def test_without_parquet_no_folder_is_made(tmp_path, small_archive):
     assert not (tmp_path / "emotiontalk" / "parquet").exists()
 
 
-@pytest.mark.parametrize("damage", ["truncated", "flipped_byte", "rows_missing"])
+@pytest.mark.parametrize("damage", ["truncated", "flipped_byte", "rows_missing", "rows_added"])
 def test_verify_names_a_damaged_shard(tmp_path, small_archive, monkeypatch, capsys, damage):
     data_dir, _ = small_archive
-    monkeypatch.setattr(export_jsonl, "MAX_PARQUET_SHARD_BYTES", 150_000)
+    monkeypatch.setattr(parquet_copy, "MAX_PARQUET_SHARD_BYTES", 150_000)
     parquet_dir = export_parquet(data_dir / "Audio.tar", tmp_path)
     args = ["--archive", str(data_dir / "Audio.tar"), "--datadir", str(tmp_path), "--verify"]
     assert export_jsonl.main(args) == 0
     assert "all correct" in capsys.readouterr().out
-    shard = sorted(parquet_dir.glob("*.parquet"))[1]
+    shard = sorted(parquet_dir.glob("*.parquet"))[-1 if damage == "rows_added" else 1]
     data = bytearray(shard.read_bytes())
-    if damage == "truncated":
+    if damage == "rows_added":  # the shards' names and every row of the split are right: one row is too many
+        table = pyarrow.parquet.read_table(shard)
+        pyarrow.parquet.write_table(pyarrow.concat_tables([table, table.slice(len(table) - 1)]), shard)
+        data = bytearray(shard.read_bytes())
+    elif damage == "truncated":
         data = data[: len(data) // 2]
     elif damage == "flipped_byte":
         audio_start = data.find(b"RIFF")
@@ -125,7 +130,7 @@ def test_verify_names_a_damaged_shard(tmp_path, small_archive, monkeypatch, caps
     shard.write_bytes(bytes(data))
     assert export_jsonl.main(args) == 1
     report = capsys.readouterr().out
-    assert f"{shard}: " in report and "1 problems" in report
+    assert f"{parquet_dir if damage == 'rows_added' else shard}: " in report and "1 problem\n" in report
 
 
 def test_newest_datasets_loads_the_copy_without_a_script(tmp_path, small_archive, script_split):
@@ -154,7 +159,7 @@ def test_newest_datasets_loads_the_copy_without_a_script(tmp_path, small_archive
 @pytest.mark.parametrize("damage", ["truncated", "deleted"])
 def test_a_damaged_or_missing_shard_is_rewritten_by_the_next_run(tmp_path, small_archive, monkeypatch, capsys, damage):
     data_dir, _ = small_archive
-    monkeypatch.setattr(export_jsonl, "MAX_PARQUET_SHARD_BYTES", 150_000)
+    monkeypatch.setattr(parquet_copy, "MAX_PARQUET_SHARD_BYTES", 150_000)
     parquet_dir = export_parquet(data_dir / "Audio.tar", tmp_path)
     shard = sorted(parquet_dir.glob("*.parquet"))[1]
     original = shard.read_bytes()
@@ -182,3 +187,10 @@ def test_an_extra_shard_is_reported_by_verify_and_removed_by_the_next_run(tmp_pa
     assert not copy.exists()
     assert export_jsonl.main([*args, "--verify"]) == 0
     assert "verified 17 rows and 1 Parquet shard in" in capsys.readouterr().out
+
+
+def test_the_demos_card_says_it_is_synthetic(tmp_path):
+    assert export_jsonl.main(["--demo", "--datadir", str(tmp_path), "--parquet"]) == 0
+    card = (tmp_path / "emotiontalk" / "parquet" / "README.md").read_text(encoding="utf-8")
+    assert "synthetic data, not EmotionTalk" in card and "pretty_name: EmotionTalk test split, synthetic demo" in card
+    assert "license:" not in card and "@article" not in card and "19,250" not in card

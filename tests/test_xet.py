@@ -1,12 +1,16 @@
 """The Xet path, against the stand-in Hub's Xet storage, with the real, unpatched `hf_xet` and huggingface_hub."""
 
 import json
+import subprocess
+import sys
+import tarfile
+import time
 
 import pytest
 
 from stand_in_hub import StandInHub
-from test_export import assert_exported, assert_one_line_error
-from test_hub import REFUSALS, expected_rows, export_from_hub, load_from_hub
+from test_export import EXPORTER, assert_exported, assert_one_line_error
+from test_hub import REFUSALS, expected_rows, export_from_hub, hub_env, load_from_hub, reads_beyond_the_export
 
 CHUNKS_PER_XORB = 16  # xorbs of 1 MiB: the 31 MB archive spans 30 of them
 
@@ -63,13 +67,16 @@ def test_without_xet_the_download_goes_over_ranges(tmp_path, large_archive, how)
 
 
 def test_a_xet_download_cut_off_continues_over_ranges_in_the_same_run(tmp_path, xet_hub):
+    """hf_xet fetches xorbs in parallel and writes them in order: it may have written anything from none of the
+    bytes it received (the outage used up before its first block was complete) to all of them. Whatever it wrote
+    is kept, and the ranged download asks for the rest, once."""
     xet_hub.xet_mode, xet_hub.xet_drop_after = "outage", 12_000_000
     result = export_from_hub(tmp_path, xet_hub.url)
     assert result.returncode == 0, result.stderr
-    assert "The Xet download of Audio.tar failed" in result.stderr and "continuing over HTTP ranges" in result.stderr
-    [resumed] = xet_hub.ranges_requested()
-    kept = int(resumed.removeprefix("bytes=").removesuffix("-"))
-    assert 0 < kept <= xet_hub.xet_drop_after  # what Xet wrote is kept, and no byte comes twice over ranges
+    [notice] = [line for line in result.stderr.splitlines() if "The Xet download of Audio.tar failed" in line]
+    kept = int(notice.rsplit("continuing over HTTP ranges from byte ", 1)[1])
+    assert 0 <= kept <= xet_hub.xet_drop_after
+    assert xet_hub.ranges_requested() == [f"bytes={kept}-" if kept else ""]
     assert (export_dir(tmp_path) / "raw" / "Audio.tar").read_bytes() == xet_hub.content
     assert_exported(export_dir(tmp_path), xet_hub.utterances)
 
@@ -79,8 +86,8 @@ def test_a_xet_download_cut_off_with_the_hub_finishes_over_ranges_next_run(tmp_p
     xet_hub.xet_mode, xet_hub.xet_drop_after = "outage", 3_000_000
     xet_hub.mode, xet_hub.drop_after = "outage", 15_000_000
     assert_one_line_error(export_from_hub(tmp_path, xet_hub.url), "was interrupted", "run the same command again to resume")
-    [partial] = (export_dir(tmp_path) / "raw").glob(".Audio.tar.incomplete")
-    kept = partial.stat().st_size
+    assert sorted(path.name for path in (export_dir(tmp_path) / "raw").iterdir()) == [".Audio.tar.incomplete"]
+    kept = (export_dir(tmp_path) / "raw" / ".Audio.tar.incomplete").stat().st_size
     assert kept >= 10 * 2**20
     xet_hub.xet_mode = xet_hub.mode = "normal"
     xet_hub.requests.clear()
@@ -99,10 +106,22 @@ def test_a_refusing_token_route_gives_the_gated_line(tmp_path, xet_hub, status, 
     assert xet_hub.ranges_requested() == [] and xorbs_fetched(xet_hub) == []
 
 
-def test_damaged_xorb_data_is_refused_and_nothing_is_kept(tmp_path, xet_hub):
+def middle_header_offset(archive_path):
+    with tarfile.open(archive_path) as archive:
+        members = archive.getmembers()
+    return members[len(members) // 2].offset
+
+
+@pytest.mark.parametrize("damage", ["in_audio", "in_a_header"])
+def test_damaged_xorb_data_is_refused_and_nothing_is_kept(tmp_path, xet_hub, damage):
+    """A flipped byte in audio data exports cleanly; one in a tar header fails the build first. Either way the run
+    ends with the sha256 line (and its hint against a chunk cache), and keeps nothing of the download."""
     xet_hub.xet_mode = "damaged"
+    if damage == "in_a_header":
+        xet_hub.xet_damage_offset = middle_header_offset(xet_hub.archive_path)
     result = export_from_hub(tmp_path, xet_hub.url)
-    assert_one_line_error(result, "downloaded Audio.tar has sha256", f"the Hub announces {xet_hub.sha256}; it was deleted")
+    assert_one_line_error(result, "downloaded Audio.tar has sha256", f"the Hub announces {xet_hub.sha256}; it was deleted",
+                          "set HF_HUB_DISABLE_XET=1 to download it over plain HTTP")
     assert list(export_dir(tmp_path).rglob("*Audio.tar*")) == [] and not (export_dir(tmp_path) / "raw").exists()
     assert not (export_dir(tmp_path) / "zh-en.jsonl").exists() and not (export_dir(tmp_path) / ".export-state.json").exists()
     xet_hub.xet_mode = "normal"
@@ -111,14 +130,97 @@ def test_damaged_xorb_data_is_refused_and_nothing_is_kept(tmp_path, xet_hub):
     assert_exported(export_dir(tmp_path), xet_hub.utterances)
 
 
-def test_a_xet_download_left_unchecked_is_checked_by_the_next_run(tmp_path, xet_hub):
-    """A run stopped while it hashed its Xet download leaves it in raw/.unverified/; the next run checks it and
-    downloads nothing."""
+def test_a_damaged_download_leaves_the_previous_parquet_copy_as_it_was(tmp_path, xet_hub):
+    assert export_from_hub(tmp_path, xet_hub.url, "--parquet").returncode == 0
+    parquet_dir = export_dir(tmp_path) / "parquet"
+    before = {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in parquet_dir.iterdir()}
+    (export_dir(tmp_path) / "raw" / "Audio.tar").unlink()
+    xet_hub.xet_mode = "damaged"
+    assert_one_line_error(export_from_hub(tmp_path, xet_hub.url, "--parquet"), "downloaded Audio.tar has sha256")
+    assert {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in parquet_dir.iterdir()} == before
+
+
+def start_export(tmp_path, endpoint, **env_options):
+    return subprocess.Popen([sys.executable, EXPORTER, "--datadir", str(tmp_path / "h2t")], env=hub_env(tmp_path, endpoint, **env_options),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("offline", [False, True])
+@pytest.mark.parametrize("damaged", [False, True])
+def test_a_xet_download_left_unchecked_by_a_killed_run_is_checked_by_the_next(tmp_path, xet_hub, offline, damaged):
+    """A run killed while it exported from its Xet download, before the hash was checked, leaves the download in
+    raw/.unverified/; the next run, offline too, checks it against what the Hub announced before it exports from
+    it, and downloads nothing."""
+    xet_hub.xet_mode = "damaged" if damaged else "normal"
     unverified = export_dir(tmp_path) / "raw" / ".unverified" / "Audio.tar"
-    unverified.parent.mkdir(parents=True)
-    unverified.write_bytes(xet_hub.content)
-    result = export_from_hub(tmp_path, xet_hub.url)
-    assert result.returncode == 0, result.stderr
+    process = start_export(tmp_path, xet_hub.url)
+    deadline = time.monotonic() + 60
+    while not unverified.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    process.kill()
+    process.communicate()
+    assert unverified.exists() and not (export_dir(tmp_path) / "zh-en.jsonl").exists(), "the export ended before it could be killed"
+    xet_hub.xet_mode = "normal"
+    xet_hub.requests.clear()
+    result = export_from_hub(tmp_path, xet_hub.url, **({"HF_HUB_OFFLINE": "1"} if offline else {}))
     assert xet_hub.ranges_requested() == [] and xorbs_fetched(xet_hub) == []
+    if damaged:
+        assert_one_line_error(result, "downloaded Audio.tar has sha256", f"the Hub announced {xet_hub.sha256}; it was deleted")
+        assert not (export_dir(tmp_path) / "zh-en.jsonl").exists()
+        assert sorted(path.name for path in (export_dir(tmp_path) / "raw").iterdir()) == []
+        return
+    assert result.returncode == 0, result.stderr
     assert sorted(path.name for path in (export_dir(tmp_path) / "raw").iterdir()) == ["Audio.tar"]
+    assert_exported(export_dir(tmp_path), xet_hub.utterances)
+
+
+def test_a_xet_download_is_hashed_once(tmp_path, xet_hub):
+    """hf_xet checks no hash, so the file it writes is read once to hash it; not twice."""
+    assert 0.5 < reads_beyond_the_export(tmp_path, xet_hub) < 1.5
+    assert xet_hub.ranges_requested() == [] and xorbs_fetched(xet_hub)
+
+
+# Runs the exporter with an hf_xet that writes a file as hf_xet 1.1 does: into a file of its full size, blocks in
+# the order they arrive (here from the last), with holes until the last one; argv[1] says whether it fails midway.
+OUT_OF_ORDER_XET = """
+import os, runpy, sys, time
+import huggingface_hub.file_download
+
+real_xet_get = huggingface_hub.file_download.xet_get
+fails_midway, sys.argv = sys.argv[1] == "fails", sys.argv[2:]
+
+def out_of_order_xet_get(*, incomplete_path, **options):
+    whole = incomplete_path.with_name("whole.tar")
+    real_xet_get(incomplete_path=whole, **options)
+    data = whole.read_bytes()
+    whole.unlink()
+    blocks = list(range(0, len(data), 1 << 20))[::-1]
+    with open(incomplete_path, "r+b") as file:
+        for offset in blocks[: len(blocks) // 2] if fails_midway else blocks:
+            file.seek(offset)
+            file.write(data[offset : offset + (1 << 20)])
+            file.flush()
+            time.sleep(0.005)
+    if fails_midway:
+        raise RuntimeError("cut off midway")
+
+huggingface_hub.file_download.xet_get = out_of_order_xet_get
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("outcome", ["good", "damaged", "fails"])
+def test_an_hf_xet_that_writes_out_of_order(tmp_path, xet_hub, outcome):
+    """A good download is accepted, a damaged one refused; of a failed one, the file with holes keeps nothing."""
+    xet_hub.xet_mode = "damaged" if outcome == "damaged" else "normal"
+    result = subprocess.run([sys.executable, "-c", OUT_OF_ORDER_XET, outcome, EXPORTER, "--datadir", str(tmp_path / "h2t")],
+                            env=hub_env(tmp_path, xet_hub.url), capture_output=True, text=True)
+    if outcome == "damaged":
+        assert_one_line_error(result, "downloaded Audio.tar has sha256", "it was deleted")
+        assert list(export_dir(tmp_path).rglob("*Audio.tar*")) == []
+        return
+    assert result.returncode == 0, result.stderr
+    assert xet_hub.ranges_requested() == ([""] if outcome == "fails" else [])
+    assert sorted(path.name for path in (export_dir(tmp_path) / "raw").iterdir()) == ["Audio.tar"]
+    assert (export_dir(tmp_path) / "raw" / "Audio.tar").read_bytes() == xet_hub.content
     assert_exported(export_dir(tmp_path), xet_hub.utterances)
