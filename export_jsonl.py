@@ -3,11 +3,13 @@
     $H2T_DATADIR/emotiontalk/
       audio/zh/<sample_id>.wav   byte-identical copies of the archive's WAV members
       raw/Audio.tar              the archive (absent when --archive points elsewhere)
+      raw/Audio.tar.ranges/      with --test-members-only, instead: the archive's byte ranges that hold the split
       zh-en.jsonl                the manifest: one JSON object per utterance, ordered by sample_id
       parquet/                   with --parquet: the split as Parquet shards and a dataset card (parquet_copy.py)
 
-The exporter gets the archive (downloads it from the Hub with hub_download.py, reuses it, or takes --archive),
-reads the split with the loading script's own code (emotiontalk_test.py), writes each WAV and then the manifest
+The exporter gets the archive (downloads it from the Hub with hub_download.py, reuses it, or takes --archive; or
+fetches its test members only, with partial_archive.py), reads the split with the loading script's own code
+(emotiontalk_test.py), writes each WAV and then the manifest
 under a temporary name renamed into place, and records what it wrote, so that a re-run with nothing to do returns
 at once. --verify checks an export.
 """
@@ -23,6 +25,7 @@ import importlib
 import io
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -37,6 +40,7 @@ SOURCE_LANGUAGE, TARGET_LANGUAGE = "zh", "en"
 AUDIO_DIR = Path("audio") / SOURCE_LANGUAGE  # inside the export folder, and so in every manifest row's src_audio
 MANIFEST_NAME = f"{SOURCE_LANGUAGE}-{TARGET_LANGUAGE}.jsonl"
 ARCHIVE_NAME = "Audio.tar"
+RANGES_NAME = f"{ARCHIVE_NAME}.ranges"  # beside it in raw/
 STATE_NAME = ".export-state.json"
 PARQUET_DIR = "parquet"
 # The modules whose code decides what an export holds: a change to any of them makes a recorded export stale.
@@ -44,7 +48,8 @@ OUTPUT_MODULES = ("emotiontalk_test.py", "export_jsonl.py", "parquet_copy.py")
 # Each pair names options of which one would be ignored: the demo and --verify take no archive or revision of
 # yours, and --verify writes nothing.
 CONFLICTING_OPTIONS = [("--demo", "--archive"), ("--revision", "--archive"), ("--demo", "--revision"), ("--verify", "--force"),
-                       ("--verify", "--parquet"), ("--verify", "--demo"), ("--verify", "--revision")]
+                       ("--verify", "--parquet"), ("--verify", "--demo"), ("--verify", "--revision"),
+                       ("--test-members-only", "--archive"), ("--test-members-only", "--demo")]
 # huggingface_hub and datasets (whose progress bar this project's code uses too) read these when imported.
 PROGRESS_BAR_SWITCHES = ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS")
 
@@ -119,9 +124,23 @@ environment:
         "--demo", action="store_true",
         help="write a small synthetic Audio.tar into raw/ (synthetic_archive.py, which the tests use too) and export it; no Hub access needed",
     )
+    parser.add_argument(
+        "--test-members-only", action="store_true",
+        help="where raw/Audio.tar is not there yet, fetch from the Hub only the byte ranges that hold the test split "
+        "(about a ninth of the archive) into raw/Audio.tar.ranges/, and export from them once they prove to hold the "
+        "whole split; else download the whole archive, saying why. Faster, but the audio cannot be checked against "
+        "the archive's sha256",
+    )
+    parser.add_argument(
+        "--expected-manifest", type=Path, metavar="MANIFEST",
+        help="with --test-members-only: the manifest a full export of the archive gives, which proves the fetched "
+        "split whole (default: the one H2T commits as manifests/emotiontalk/zh-en.jsonl)",
+    )
     args = parser.parse_args(argv)
+    if args.expected_manifest and not args.test_members_only:
+        parser.error("--expected-manifest goes with --test-members-only")
     for first, second in CONFLICTING_OPTIONS:
-        if getattr(args, first[2:]) not in (None, False) and getattr(args, second[2:]) not in (None, False):
+        if all(getattr(args, option[2:].replace("-", "_")) not in (None, False) for option in (first, second)):
             parser.error(f"{first} and {second} cannot go together")
     args.revision = args.revision or "main"
     return args
@@ -188,21 +207,41 @@ def export(args: argparse.Namespace) -> int:
     if args.demo:
         args.archive = write_demo_archive(export_dir / "raw" / ARCHIVE_NAME, args.force)
     archive_path = archive_for(args)
+    ranges_dir = archive_path.with_name(RANGES_NAME)
+    source_path = ranges_dir if args.test_members_only and not archive_path.is_file() else archive_path
     state = read_state(export_dir)
-    if not args.force and archive_path.is_file() and export_is_current(state, archive_path, export_dir, args.parquet):
-        print_summary(state, export_dir, archive_path, written=0)
+    if not args.force and source_path.exists() and export_is_current(state, source_path, export_dir, args.parquet):
+        print_summary(state, export_dir, source_path, written=0)
         return 0
     check_datasets_version()
+    if source_path == ranges_dir:
+        partial_archive = import_frozen("partial_archive")
+        try:
+            make_folder(ranges_dir.parent)
+            partial_archive.fetch_test_members(ranges_dir, args.revision, force=args.force)
+            with archive_split(ranges_dir, expected_manifest_sha256(args)) as split:
+                state, written = write_split(args, export_dir, *split, None)
+            if args.expected_manifest:  # for the repair command of --verify
+                state["expected_manifest"] = str(args.expected_manifest.resolve())
+            return finish_export(export_dir, ranges_dir, state, written)
+        except partial_archive.Unproven as reason:
+            print(f"export_jsonl.py: --test-members-only: {reason}; downloading the whole archive instead", file=sys.stderr)
     archive_check = None
     if args.force or not archive_path.is_file() or state.get("archive") != archive_fingerprint(archive_path):
         archive_path, archive_check = download_archive(args)
-    with confirmed_before_errors(archive_check), archive_split(archive_path) as (info, row_count, rows):
-        state, written = write_split(args, export_dir, info, row_count, rows, archive_check)
+    with confirmed_before_errors(archive_check), archive_split(archive_path) as split:
+        state, written = write_split(args, export_dir, *split, archive_check)
     if archive_check is not None:
         archive_path = Path(archive_check.archive_path)
-    state["archive"] = archive_fingerprint(archive_path)
+    shutil.rmtree(ranges_dir, ignore_errors=True)  # fetched by an earlier --test-members-only: superseded
+    return finish_export(export_dir, archive_path, state, written)
+
+
+def finish_export(export_dir: Path, source_path: Path, state: dict, written: int) -> int:
+    """Record what the export wrote, from which archive (or fetched ranges of it), and say so."""
+    state["archive"] = archive_fingerprint(source_path)
     write_atomically(export_dir / STATE_NAME, json.dumps(state, indent=1).encode("utf-8"))
-    print_summary(state, export_dir, archive_path, written)
+    print_summary(state, export_dir, source_path, written)
     return 0
 
 
@@ -313,6 +352,9 @@ def verify(args: argparse.Namespace) -> int:
         print(problem)
     print(f"verified {len(expected_lines)} rows{shards_checked} in {export_dir} against {archive_path}: "
           + (counted(len(problems), "problem") if problems else "all correct"))
+    if archive_path.is_dir():
+        print(f"not checked: the fetched ranges against the sha256 of the whole {ARCHIVE_NAME}, which --test-members-only "
+              f"does not download; a plain export downloads it, then --verify checks against it")
     if problems:
         print(f"to repair: {repair_command(args, export_dir, archive_path)}")
     return 1 if problems else 0
@@ -325,7 +367,7 @@ def archive_to_verify_against(args: argparse.Namespace, export_dir: Path) -> Pat
     raw_archive = export_dir / "raw" / ARCHIVE_NAME
     recorded = read_state(export_dir).get("archive")
     for archive_path in (raw_archive, Path(recorded[0]) if recorded else None):
-        if archive_path is not None and archive_path.is_file():
+        if archive_path is not None and archive_path.exists():
             return archive_path
     raise ExportError(f"{raw_archive}: no archive to verify against, and none recorded by the export; "
                       f"pass --archive /path/to/{ARCHIVE_NAME}")
@@ -334,7 +376,11 @@ def archive_to_verify_against(args: argparse.Namespace, export_dir: Path) -> Pat
 def repair_command(args: argparse.Namespace, export_dir: Path, archive_path: Path) -> str:
     """The export command that rewrites every file from the archive verified against."""
     command = ["python", "export_jsonl.py", "--datadir", str(export_dir.parent)]
-    if archive_path != export_dir / "raw" / ARCHIVE_NAME:
+    if archive_path.is_dir():
+        command.append("--test-members-only")
+        expected_manifest = read_state(export_dir).get("expected_manifest")
+        command += ["--expected-manifest", expected_manifest] if expected_manifest else []
+    elif archive_path != export_dir / "raw" / ARCHIVE_NAME:
         command += ["--archive", str(archive_path)]
     if (export_dir / PARQUET_DIR).is_dir():
         command.append("--parquet")
@@ -413,18 +459,44 @@ def confirmed_before_errors(archive_check: PendingCheck | None) -> Iterator[None
 
 
 @contextlib.contextmanager
-def archive_split(archive_path: Path) -> Iterator[tuple]:
+def archive_split(archive_path: Path, proven_against: str | None = None) -> Iterator[tuple]:
     """The split's DatasetInfo, its row count, and its rows, read from the archive by the loading script's own code,
     as `load_dataset` would give them in Arrow's storage form (audio as the archive's bytes, emotion as its label
     number). The builder's module is imported, not loaded by `datasets`, which would copy it into its module cache:
     the exporter writes nothing outside the export. The archive's headers are read here, so that an archive the
-    builder refuses fails before any progress bar is drawn."""
+    builder refuses fails before any progress bar is drawn.
+
+    `archive_path` may be the folder of ranges that --test-members-only fetched; with `proven_against` (the sha256
+    of the manifest a full export gives), they must prove to hold the whole split first."""
     builder = import_frozen("emotiontalk_test")
     info = builder.dataset_info()
-    with open(archive_path, "rb") as archive_file:
-        split = builder.index_archive(archive_file, str(archive_path))
-        examples = split.examples(lambda location: builder.read_member(archive_file, location, str(archive_path)))
+    with contextlib.ExitStack() as stack:
+        if archive_path.is_dir():
+            partial_archive = import_frozen("partial_archive")
+            split, read_audio = stack.enter_context(partial_archive.ranges_split(archive_path))
+            if proven_against is not None:
+                partial_archive.prove_whole(split, manifest_of(split), proven_against)
+        else:
+            archive_file = stack.enter_context(open(archive_path, "rb"))
+            split = builder.index_archive(archive_file, str(archive_path))
+            read_audio = lambda location: builder.read_member(archive_file, location, str(archive_path))  # noqa: E731
+        examples = split.examples(read_audio)
         yield info, len(split), (info.features.encode_example(example) for _, example in examples)
+
+
+def manifest_of(split) -> bytes:
+    """The manifest a split's annotations give, before any WAV is read."""
+    return "".join(manifest_line(sample_id, annotation.transcription, annotation.emotion)
+                   for sample_id, annotation in sorted(split.annotations.items())).encode("utf-8")
+
+
+def expected_manifest_sha256(args: argparse.Namespace) -> str:
+    if args.expected_manifest is None:
+        return import_frozen("partial_archive").H2T_MANIFEST_SHA256
+    try:
+        return hashlib.sha256(args.expected_manifest.read_bytes()).hexdigest()
+    except OSError as error:
+        raise ExportError(f"{args.expected_manifest}: {error.strerror}; --expected-manifest takes an H2T manifest file") from None
 
 
 def import_frozen(module_name: str):

@@ -2,7 +2,8 @@
 
 One generator for the tests, the benchmark (`bench/make_archive.py`) and `export_jsonl.py --demo`.
 Annotations sit under `Audio/json/`, audio under `Audio/wav/<file_path>`, both nested by speaker and
-dialogue as in the real archive; everything is deterministic for a given seed.
+dialogue as in the real archive; everything is deterministic for a given seed. The real archive's member order is
+not known, so the members can come in several orders (LAYOUTS).
 """
 
 from __future__ import annotations
@@ -123,6 +124,50 @@ def corpus_members(utterances: Iterable[Utterance], seed: int = 0, audio_first_e
         yield from pair
 
 
+# Orders of an archive's members: "paired", each annotation next to its audio, group after group; "tar_cf", as
+# `tar cf` or Python's tarfile.add write a folder: Audio/json/ and Audio/wav/ each in one piece, every folder's
+# subtree in one piece, siblings in the file system's order (shuffled here); "grouped", group after group in a
+# shuffled order, each group's annotations next to its audio; "scattered", every member at a random place.
+LAYOUTS = ("paired", "tar_cf", "grouped", "scattered")
+
+
+def layout_members(utterances: list[Utterance], layout: str, seed: int = 0) -> Iterator[tuple[str, bytes]]:
+    """Members for the utterances in one of LAYOUTS; each WAV is made as it is yielded."""
+    if layout == "paired":
+        yield from corpus_members(utterances, seed)
+        return
+    rng = random.Random(seed)
+    parts = [("annotation", utterance) for utterance in utterances] + [("audio", utterance) for utterance in utterances]
+    if layout == "tar_cf":
+        parts = _depth_first([([kind, *utterance.file_path.split("/")], (kind, utterance)) for kind, utterance in parts], rng)
+    elif layout == "grouped":
+        groups = sorted({utterance.group for utterance in utterances})
+        rng.shuffle(groups)
+        parts = [(kind, utterance) for group in groups for kind in ("annotation", "audio") for utterance in utterances if utterance.group == group]
+    elif layout == "scattered":
+        rng.shuffle(parts)
+    else:
+        raise ValueError(f"unknown layout {layout!r}; one of {', '.join(LAYOUTS)}")
+    for kind, utterance in parts:
+        yield annotation_member(utterance) if kind == "annotation" else audio_member(utterance, seed)
+
+
+def _depth_first(items: list[tuple[list[str], object]], rng: random.Random) -> list:
+    """Items keyed by their path's parts, in the order a depth-first walk of their folders gives: each folder's
+    subtree in one piece, siblings (files and folders alike) in a random order."""
+    files = [item for path, item in items if len(path) == 1]
+    folders: dict[str, list] = {}
+    for path, item in items:
+        if len(path) > 1:
+            folders.setdefault(path[0], []).append((path[1:], item))
+    entries = [(None, item) for item in files] + [(folder, None) for folder in folders]
+    rng.shuffle(entries)
+    ordered = []
+    for folder, item in entries:
+        ordered += [item] if folder is None else _depth_first(folders[folder], rng)
+    return ordered
+
+
 def write_archive(path: str | os.PathLike, members: Iterable[tuple[str, bytes]]) -> Path:
     """Write `members` (name, bytes) as an uncompressed tar, adding the folders they sit in."""
     path = Path(path)
@@ -170,14 +215,34 @@ def _labels_for(emotion_counts: dict[str, int], total: int, rng: random.Random) 
     return labels
 
 
-def real_shape_corpus(scale: float = 1.0, duration_scale: float | None = None, seed: int = 0) -> list[Utterance]:
-    """The shape of the real archive: groups G00001-G00019, real test counts and labels, about 19,250 utterances."""
+def real_shape_corpus(scale: float = 1.0, duration_scale: float | None = None, seed: int = 0,
+                      test_manifest: list[str] | None = None) -> list[Utterance]:
+    """The shape of the real archive: groups G00001-G00019, real test counts and labels, about 19,250 utterances.
+    With `test_manifest` (the lines of an H2T manifest of the test split), the test groups are its rows, so that
+    the archive's test split gives that very manifest."""
     other_groups = [f"G{number:05d}" for number in range(1, 20) if f"G{number:05d}" not in TEST_GROUPS]
     others_each = (REAL_TOTAL_UTTERANCES - sum(REAL_TEST_COUNTS.values())) // len(other_groups)
     counts = {group: others_each for group in other_groups} | REAL_TEST_COUNTS
     counts = {group: max(1, round(count * scale)) for group, count in counts.items()}
     mean_seconds = REAL_MEAN_SECONDS * (scale if duration_scale is None else duration_scale)
-    return make_corpus(counts, REAL_TEST_EMOTIONS, mean_seconds, seed)
+    if test_manifest is None:
+        return make_corpus(counts, REAL_TEST_EMOTIONS, mean_seconds, seed)
+    others = make_corpus({group: count for group, count in counts.items() if group not in TEST_GROUPS}, REAL_TEST_EMOTIONS, mean_seconds, seed)
+    return others + manifest_utterances(test_manifest, mean_seconds, seed)
+
+
+def manifest_utterances(manifest_lines: list[str], mean_seconds: float, seed: int = 0) -> list[Utterance]:
+    """The utterances an H2T manifest names, with its transcripts and emotions; `sample_id`s such as
+    G00003_11_02_002 give the group, speaker, dialogue and index."""
+    rng = random.Random(seed)
+    utterances = []
+    for line in manifest_lines:
+        record = json.loads(line)
+        group, speaker, dialogue, index = record["sample_id"].split("_")
+        seconds = max(0.05, rng.gauss(mean_seconds, mean_seconds / 3))
+        utterances.append(Utterance(group, int(speaker), int(dialogue), int(index), record["src_ref"],
+                                    record["benchmark_metadata"]["emotion"], seconds))
+    return utterances
 
 
 def small_corpus(seed: int = 0) -> list[Utterance]:

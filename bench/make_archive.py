@@ -2,7 +2,10 @@
 
 Groups G00001-G00019, about 19,250 utterances; the test groups G00003 and G00015 with their real counts (793 and
 1136) and the real label counts; durations drawn around the real mean (4.4 s) at 44.1 kHz 16-bit; Chinese
-transcripts; each annotation next to its audio. Deterministic for a given seed.
+transcripts; each annotation next to its audio unless --layout says otherwise. Deterministic for a given seed.
+With --test-manifest (H2T's manifests/emotiontalk/zh-en.jsonl), the test groups are that manifest's rows, so that
+the archive's test split gives that very manifest, as the real archive does: what `export_jsonl.py
+--test-members-only` needs to prove a split complete.
 
     python bench/make_archive.py /tmp/bench/Audio.tar                 # full size, about 7.5 GB
     python bench/make_archive.py /tmp/bench/Audio.tar --scale 0.01    # 1% of the utterances, 1% of the durations
@@ -28,11 +31,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply utterance counts and durations by this (default 1)")
     parser.add_argument("--duration-scale", type=float, help="multiply durations by this instead of --scale")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layout", choices=synthetic_archive.LAYOUTS, default="paired", help="the order of the members (default: paired)")
+    parser.add_argument("--test-manifest", type=Path, help="an H2T manifest of the test split whose rows the test groups are")
     args = parser.parse_args(argv)
-    corpus = synthetic_archive.real_shape_corpus(args.scale, args.duration_scale, args.seed)
+    test_manifest = args.test_manifest.read_text(encoding="utf-8").splitlines() if args.test_manifest else None
+    corpus = synthetic_archive.real_shape_corpus(args.scale, args.duration_scale, args.seed, test_manifest)
     args.archive.parent.mkdir(parents=True, exist_ok=True)
     temporary = args.archive.with_name(f".{args.archive.name}.tmp")
-    members = synthetic_archive.corpus_members(tqdm(corpus, desc="Writing utterances", unit="utt"), args.seed)
+    members = tqdm(synthetic_archive.layout_members(corpus, args.layout, args.seed), total=2 * len(corpus), desc="Writing members", unit="member")
     synthetic_archive.write_archive(temporary, members)
     os.replace(temporary, args.archive)
     test = [u for u in corpus if u.is_test]

@@ -199,6 +199,8 @@ def _handler_for(hub: StandInHub):
 
         def setup(self) -> None:
             super().setup()
+            # As servers of files do: a short body is not held back for the client's delayed acknowledgement.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.connection_started, self.connection_bytes = time.monotonic(), 0
 
         def log_message(self, *args) -> None:

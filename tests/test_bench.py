@@ -32,18 +32,25 @@ def test_make_archive_and_run_at_a_tiny_scale(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     table = [line for line in result.stdout.splitlines() if line.startswith("| (")]
     assert [line.split(" | ")[0] for line in table] == ["| (a) floor: tarfile copy", "| (b) export, cold", "| (c) export, warm re-run",
-                                                          "| (d) export --parquet, cold"]
+                                                          "| (d) export --parquet, cold", "| (e) load_dataset, build",
+                                                          "| (f) load_dataset, cached reload", "| (g) load_dataset, streaming pass"]
     assert table[0].split(" | ")[2] == "1.00"
 
 
 def test_from_hub_at_a_tiny_scale(tmp_path):
     archive_path = tmp_path / "Audio.tar"
-    make_archive(archive_path, "--scale", "0.002")
+    make_archive(archive_path, "--scale", "0.002", "--layout", "tar_cf")
+    exported = subprocess.run([sys.executable, str(PROJECT_DIR / "export_jsonl.py"), "--archive", str(archive_path), "--datadir",
+                               str(tmp_path / "full")], capture_output=True, text=True)
+    assert exported.returncode == 0, exported.stderr
     result = subprocess.run([sys.executable, str(PROJECT_DIR / "bench" / "from_hub.py"), str(archive_path), "--repeats", "1",
-                             "--rate", "50", "--workdir", str(tmp_path / "work")], capture_output=True, text=True)
+                             "--rate", "50", "--workdir", str(tmp_path / "work"),
+                             "--expected-manifest", str(tmp_path / "full" / "emotiontalk" / "zh-en.jsonl")],
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     table = [line.split(" | ")[:2] for line in result.stdout.splitlines() if line.startswith("| ranges") or line.startswith("| xet")]
     assert table == [[f"| {transport}", run] for transport in ("ranges", "xet") for run in
-                     ("(a) hf_hub_download alone", "(b) (a), then the tarfile copy", "(c) export_jsonl.py")]
+                     ("(a) hf_hub_download alone", "(b) (a), then the tarfile copy", "(c) export_jsonl.py",
+                      "(d) export_jsonl.py --test-members-only")]
     assert "Xet's parallel connections against one ranged stream" in result.stdout
     assert list((tmp_path / "work").iterdir()) == []
