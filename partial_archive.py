@@ -102,6 +102,8 @@ def ranges_split(ranges_dir: Path) -> Iterator[tuple[emotiontalk_test.SplitIndex
     with RangeFiles(FetchedRanges(ranges_dir).pieces()) as files:
         split = emotiontalk_test.SplitIndex(str(ranges_dir))
         for start, end in files.regions():
+            if not files.read(start, BLOCK).strip(b"\0"):
+                continue  # the end-of-archive blocks, fetched with the last gap: no member
             for member in region_members(files, start, end, str(ranges_dir)):
                 location = (start + member.offset_data, member.size)
                 split.add(member.name, location, lambda: files.read(*location))
