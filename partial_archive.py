@@ -145,7 +145,6 @@ class RangeReader:
         self.url, self.token, self.revision, self.size = url, token, revision, size
         self.headers = huggingface_hub.utils.build_hf_headers(token=token)
         self.pool = concurrent.futures.ThreadPoolExecutor(CONNECTIONS, thread_name_prefix="range")
-        self.requests = 0
 
     def __enter__(self) -> "RangeReader":
         return self
@@ -159,7 +158,6 @@ class RangeReader:
 
     def read(self, start: int, end: int, into: BinaryIO | None = None, progress: tqdm | None = None) -> bytes | None:
         """Bytes [start, end) of the archive; into `into` if given (a file), else returned."""
-        self.requests += 1
         target = into or io.BytesIO()
         try:
             huggingface_hub.file_download.http_get(

@@ -3,6 +3,7 @@
 download gives, or the full download itself, said in one line."""
 
 import json
+import socket
 
 import pytest
 
@@ -139,6 +140,14 @@ def test_the_hubs_refusals_give_the_same_lines(tmp_path, layout_archive, mode, t
         hub.mode = mode
         assert_one_line_error(export_members(tmp_path, hub, manifest_path, token=token), *fragments)
         assert hub.ranges_requested() == []
+
+
+def test_an_unreachable_hub_gives_the_same_line(tmp_path, layout_archive):
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed_endpoint = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    result = export_from_hub(tmp_path, closed_endpoint, "--test-members-only", "--expected-manifest", str(layout_archive("tar_cf")[1]))
+    assert_one_line_error(result, "cannot reach the Hub", "pass --archive /path/to/Audio.tar")
 
 
 def test_a_server_that_ignores_ranges_gets_the_whole_archive_downloaded(tmp_path, layout_archive, layout_corpus):
