@@ -63,6 +63,25 @@ def test_audio_decodes_at_native_rate_and_casts_to_16k(small_archive, test_utter
     assert abs(len(resampled["array"]) - len(expected) * 16000 / 44100) <= 1
 
 
+def test_a_build_holds_few_examples_at_once(medium_archive, datasets_cache, monkeypatch):
+    """Each example carries its whole WAV, and datasets holds a batch of examples in memory before it writes them:
+    the build's peak memory grows with the batch. The builder's batch holds at most 4 MB of the real archive's
+    audio (390 kB a WAV on average), which kept the build under 200 MB at full size (bench/README.md)."""
+    archive_path, utterances = medium_archive
+    held = []
+    write_examples_on_file = datasets.arrow_writer.ArrowWriter.write_examples_on_file
+
+    def recording(writer):
+        held.append(len(writer.current_examples))
+        write_examples_on_file(writer)
+
+    monkeypatch.setattr(datasets.arrow_writer.ArrowWriter, "write_examples_on_file", recording)
+    assert len(load(archive_path.parent, datasets_cache)) == len(utterances)
+    batch = emotiontalk_test.EmotionTalkTest.DEFAULT_WRITER_BATCH_SIZE
+    assert max(held) <= batch and batch * 390_000 <= 4_000_000
+    assert sum(held) == len(utterances)
+
+
 def test_streaming_gives_the_same_rows(small_archive, datasets_cache):
     data_dir, _ = small_archive
     built = load(data_dir, datasets_cache).cast_column("audio", datasets.Audio(decode=False))
