@@ -100,6 +100,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   python export_jsonl.py --demo --datadir demo           try it on a small synthetic archive, no Hub access
   H2T_DATADIR=/data/h2t python export_jsonl.py           download Audio.tar (or reuse it) and export
   python export_jsonl.py --archive /downloads/Audio.tar  export an archive already on disk, no network
+  python export_jsonl.py --test-members-only             fetch only the test split's part of Audio.tar (the fast way)
   python export_jsonl.py --verify                        check an export against its archive
 
 environment:

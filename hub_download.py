@@ -248,9 +248,10 @@ class PendingCheck:
     def download_finished(self, unverified_path: str) -> None:
         """The whole file is written: it waits in raw/.unverified/, with what the Hub announced for it."""
         os.makedirs(os.path.dirname(unverified_path), exist_ok=True)
-        announced = {"sha256": self.expected_sha256, "size": self.expected_size}
-        with open(unverified_path + ANNOUNCED_SUFFIX, "w", encoding="utf-8") as record:
-            json.dump(announced, record)
+        record_path = unverified_path + ANNOUNCED_SUFFIX
+        with open(f"{record_path}.tmp", "w", encoding="utf-8") as record:
+            json.dump({"sha256": self.expected_sha256, "size": self.expected_size}, record)
+        os.replace(f"{record_path}.tmp", record_path)
         os.replace(self.path, unverified_path)
         self.path = unverified_path
         self.finished.set()

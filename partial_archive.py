@@ -17,7 +17,7 @@ members lie is found at run time, with few requests, and nothing found is truste
   the archive gives (by default H2T's committed manifests/emotiontalk/zh-en.jsonl). The caller downloads the whole
   archive instead when it is not: `Unproven` says why.
 
-The ranges stay in raw/Audio.tar.ranges/ (about a ninth of the archive) as raw/Audio.tar does in a full export, so
+The ranges stay in raw/Audio.tar.ranges/ (about a tenth of the archive) as raw/Audio.tar does in a full export, so
 that a re-run has nothing to fetch and --verify has the members to compare the export with.
 """
 

@@ -313,7 +313,8 @@ def test_demo_exports_and_verifies(tmp_path, capsys):
 def test_help_documents_every_option_and_variable():
     result = run_exporter("--help")
     assert result.returncode == 0
-    for word in ["--datadir", "--archive", "--revision", "--force", "--parquet", "--verify", "--demo", "H2T_DATADIR", "HF_TOKEN",
+    for word in ["--datadir", "--archive", "--revision", "--force", "--parquet", "--verify", "--demo", "--test-members-only",
+                 "--expected-manifest", "H2T_DATADIR", "HF_TOKEN",
                  "HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_HUB_DISABLE_XET", "examples:", "python export_jsonl.py --demo --datadir demo"]:
         assert word in result.stdout
 
