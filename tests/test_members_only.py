@@ -8,8 +8,7 @@ import socket
 import pytest
 
 import synthetic_archive
-from stand_in_hub import GOOD_TOKEN
-from stand_in_hub import StandInHub
+from stand_in_hub import GOOD_TOKEN, StandInHub
 from test_export import assert_exported, assert_one_line_error, expected_manifest
 from test_hub import ACCESS_HINT, export_from_hub
 
