@@ -357,7 +357,7 @@ def verify(args: argparse.Namespace) -> int:
         print(f"not checked: the fetched ranges against the sha256 of the whole {ARCHIVE_NAME}, which --test-members-only "
               f"does not download; a plain export downloads it, then --verify checks against it")
     if problems:
-        print(f"to repair: {repair_command(args, export_dir, archive_path)}")
+        print(f"to repair: {repair_command(export_dir, archive_path)}")
     return 1 if problems else 0
 
 
@@ -374,7 +374,7 @@ def archive_to_verify_against(args: argparse.Namespace, export_dir: Path) -> Pat
                       f"pass --archive /path/to/{ARCHIVE_NAME}")
 
 
-def repair_command(args: argparse.Namespace, export_dir: Path, archive_path: Path) -> str:
+def repair_command(export_dir: Path, archive_path: Path) -> str:
     """The export command that rewrites every file from the archive verified against."""
     command = ["python", "export_jsonl.py", "--datadir", str(export_dir.parent)]
     if archive_path.is_dir():

@@ -219,7 +219,7 @@ class ArchiveLayout:
         # The first probe alone: a server that answers a range with the whole archive is found before the others.
         self.probe([(0, min(self.size, PROBE_SPACING))])
         self.probe([(offset, min(self.size, offset + PROBE_SPACING)) for offset in range(PROBE_SPACING, self.size, PROBE_SPACING)])
-        while gaps := [(self.gap_start(before), after.offset) for before, after in self.gaps() if self.decide(before, after) == "split"]:
+        while gaps := [(self.past_folders(before.end), after.offset) for before, after in self.gaps() if self.decide(before, after) == "split"]:
             if self.probes + len(gaps) > MAX_PROBES:
                 raise Unproven(f"the archive's members are not laid out in few runs ({self.probes} probes did not settle them)")
             self.probe([(start + (end - start) // 2 // BLOCK * BLOCK, end) for start, end in gaps], gaps)
@@ -236,11 +236,7 @@ class ArchiveLayout:
         start = Member(0, 0, 0, "", "start", None)
         end = Member(self.members_end, self.members_end, 0, "", "end", None)
         members = [start, *sorted(self.known.values(), key=lambda member: member.offset), end]
-        return [(before, after) for before, after in zip(members, members[1:]) if self.gap_start(before) < after.offset]
-
-    def gap_start(self, before: Member) -> int:
-        """Where the unknown bytes after a member begin."""
-        return self.past_folders(before.end)
+        return [(before, after) for before, after in zip(members, members[1:]) if self.past_folders(before.end) < after.offset]
 
     def past_folders(self, offset: int) -> int:
         """Past the folders known to begin at `offset`, one after the other."""
