@@ -46,6 +46,7 @@ _AUDIO_PREFIX = "Audio/wav/"
 _TEST_GROUPS = ("G00003", "G00015")
 _EMOTIONS = ["angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised"]
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")  # what the Hub announces as the ETag of a file stored in LFS or Xet
 _ACCESS_HINT = f"accept the conditions at {_HOMEPAGE}, then run `hf auth login` or set HF_TOKEN"
 _LOCAL_COPY_HINT = f"pass a local copy as data_dir=/path/to/{_ARCHIVE_NAME}"
 # Transport errors of the HTTP clients huggingface_hub may use: requests (0.x), httpx (1.x), httpx2 (2.x).
@@ -111,11 +112,16 @@ class EmotionTalkTest(datasets.GeneratorBasedBuilder):
         if self.config.data_dir:
             archive_path = local_archive_path(self.config.data_dir)
         elif dl_manager.is_streaming:
+            if huggingface_hub.constants.HF_HUB_OFFLINE:
+                raise ArchiveError(
+                    f"streaming reads {_REPO_ID}/{_ARCHIVE_NAME} from the Hub, and HF_HUB_OFFLINE is set; load without "
+                    f"streaming=True (which works offline once the archive is downloaded), or {_LOCAL_COPY_HINT}"
+                )
             # Read over HTTP range requests; `open` in this module is datasets' remote-aware `xopen` here.
             hub_file_metadata(revision, token)
             archive_path = f"hf://datasets/{_REPO_ID}@{revision}/{_ARCHIVE_NAME}"
         else:
-            archive_path = download_archive(revision=revision, token=token)
+            archive_path = download_archive(revision, token, dl_manager.download_config.force_download)
         return [datasets.SplitGenerator(name=datasets.Split.TEST, gen_kwargs={"archive_path": archive_path})]
 
     def _generate_examples(self, archive_path):
@@ -357,39 +363,43 @@ def hub_file_metadata(
         raise_hub_error(error, revision, token, local_copy_hint)
 
 
-def download_archive(revision: str = "main", token: Optional[str] = None) -> str:
-    """Audio.tar in the Hugging Face cache, downloaded first if need be, checked against the size and sha256 that
-    the Hub announces. A file that fails the check is deleted."""
+def download_archive(revision: str = "main", token: Optional[str] = None, force_download: bool = False) -> str:
+    """Audio.tar in the Hugging Face cache, downloaded first if need be (anew with `force_download`), checked
+    against the size and sha256 that the Hub announces. The cache is the user's: a copy that fails the check is
+    named, never deleted."""
     expected = None if huggingface_hub.constants.HF_HUB_OFFLINE else hub_file_metadata(revision, token)
     try:
-        archive_path = huggingface_hub.hf_hub_download(_REPO_ID, _ARCHIVE_NAME, repo_type="dataset", revision=revision, token=token)
+        archive_path = huggingface_hub.hf_hub_download(
+            _REPO_ID, _ARCHIVE_NAME, repo_type="dataset", revision=revision, token=token, force_download=force_download
+        )
     except Exception as error:
         raise_hub_error(error, revision, token)
-    if expected is not None:
-        verify_download(archive_path, expected.size, expected.etag)
+    problem = None if expected is None else archive_problem(archive_path, expected.size, expected.etag)
+    if problem:
+        raise ArchiveError(
+            f"{archive_path} in the Hugging Face cache {problem}; it was left as it is: load again with "
+            f'download_mode="force_redownload" to download it anew'
+        )
     return archive_path
 
 
-def verify_download(
+def archive_problem(
     archive_path: str,
     expected_size: Optional[int],
     expected_sha256: str,
     record: str = "the Hub announces",
     sha256: Optional[str] = None,
-) -> None:
-    """Size and sha256 as announced, or the file is deleted; `sha256` is the file's when it was hashed already."""
+) -> Optional[str]:
+    """How the file differs from the size and sha256 announced ("has ... bytes, the Hub announces ..."), or None
+    when it does not; `sha256` is the file's when it was hashed already."""
     size = os.path.getsize(archive_path)
-    problem = None
     if expected_size is not None and size != expected_size:
-        problem = f"has {size} bytes, {record} {expected_size}"
-    elif re.fullmatch(r"[0-9a-f]{64}", expected_sha256 or ""):
+        return f"has {size} bytes, {record} {expected_size}"
+    if _SHA256_HEX.fullmatch(expected_sha256 or ""):
         sha256 = sha256 or file_sha256(archive_path).hexdigest()
         if sha256 != expected_sha256:
-            problem = f"has sha256 {sha256}, {record} {expected_sha256}"
-    if problem:
-        for path in {archive_path, os.path.realpath(archive_path)}:
-            os.remove(path)
-        raise ArchiveError(f"downloaded {_ARCHIVE_NAME} {problem}; it was deleted, run again to download it anew")
+            return f"has sha256 {sha256}, {record} {expected_sha256}"
+    return None
 
 
 def file_sha256(path: str, length: Optional[int] = None) -> "hashlib._Hash":
@@ -439,10 +449,15 @@ def hub_error_message(
             f"cannot reach the Hub at {huggingface_hub.constants.ENDPOINT} for {_REPO_ID}/{_ARCHIVE_NAME} and it is not "
             f"downloaded yet; {local_copy_hint}, or set HF_HUB_OFFLINE=1 once the archive is downloaded"
         )
+    # Only a revision the user gave can be wrong on their side; the default one missing is the Hub's (or a mirror's).
+    check = (
+        "check the revision you asked for" if revision != "main"
+        else f"see {_HOMEPAGE}, and check HF_ENDPOINT if you set it (the Hub is {huggingface_hub.constants.ENDPOINT} now)"
+    )
     if isinstance(error, errors.RevisionNotFoundError):
-        return f"revision {revision!r} of {_REPO_ID} not found on the Hub; check the revision you asked for"
+        return f"revision {revision!r} of {_REPO_ID} not found on the Hub; {check}"
     if isinstance(error, errors.EntryNotFoundError):
-        return f"{_ARCHIVE_NAME} not found in {_REPO_ID} at revision {revision!r}; check the revision you asked for"
+        return f"{_ARCHIVE_NAME} not found in {_REPO_ID} at revision {revision!r}; {check}"
     if raised_by_xet(error):
         return (
             f"the Xet download of {_REPO_ID}/{_ARCHIVE_NAME} failed ({str(error).splitlines()[0][:160]}); run the same "

@@ -49,7 +49,7 @@ OUTPUT_MODULES = ("emotiontalk_test.py", "export_jsonl.py", "parquet_copy.py")
 # yours, and --verify writes nothing.
 CONFLICTING_OPTIONS = [("--demo", "--archive"), ("--revision", "--archive"), ("--demo", "--revision"), ("--verify", "--force"),
                        ("--verify", "--parquet"), ("--verify", "--demo"), ("--verify", "--revision"),
-                       ("--test-members-only", "--archive"), ("--test-members-only", "--demo")]
+                       ("--verify", "--test-members-only"), ("--test-members-only", "--archive"), ("--test-members-only", "--demo")]
 # huggingface_hub and datasets (whose progress bar this project's code uses too) read these when imported.
 PROGRESS_BAR_SWITCHES = ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS")
 
@@ -161,9 +161,11 @@ def main(argv: list[str] | None = None, restore_signal_handlers: bool = True) ->
             return verify(args) if args.verify else export(args)
     except Interrupted as interruption:
         remove_folders_left_empty()
-        outcome = "the export was not changed" if args is not None and args.verify else "nothing was left half-written"
-        print(f"{erase_a_bar()}export_jsonl.py: interrupted; {outcome}, run the same command again to finish",
-              file=sys.stderr)
+        if args is not None and args.verify:
+            outcome = "the export was not changed, run the same command again to finish"
+        else:
+            outcome = f"nothing was left half-written{kept_download(args)}, run the same command again to finish"
+        print(f"{erase_a_bar()}export_jsonl.py: interrupted; {outcome}", file=sys.stderr)
         return 128 + interruption.signal_number
     except Exception as error:  # noqa: BLE001 - anything expected is reported as one line below
         remove_folders_left_empty()
@@ -194,6 +196,17 @@ def progress_bars_only_on_a_terminal() -> Iterator[None]:
                 os.environ[name] = value
 
 
+def kept_download(args: argparse.Namespace | None) -> str:
+    """What an interrupted export keeps of a download for the next run to resume from, as a clause: every file in
+    raw/ but the archive itself is such a part (a partial download, fetched ranges, a download being checked)."""
+    with contextlib.suppress(ExportError, OSError, AttributeError):  # AttributeError: no arguments parsed yet
+        raw_dir = export_dir_for(args) / "raw"
+        kept = sum(path.stat().st_size for path in raw_dir.rglob("*") if path.is_file() and path != raw_dir / ARCHIVE_NAME)
+        if kept:
+            return f"; the {kept / 1e6:.1f} MB downloaded so far are kept in {raw_dir} and the next run resumes from them"
+    return ""
+
+
 def erase_a_bar() -> str:
     """On a terminal, what erases the line of a progress bar that an interruption or failure cut off, so that the
     one line about it takes its place (a carriage return, then ANSI's erase to the end of the line)."""
@@ -216,11 +229,12 @@ def export(args: argparse.Namespace) -> int:
         return 0
     check_datasets_version()
     if source_path == ranges_dir:
+        proven_against = expected_manifest_sha256(args)  # before any request: a manifest that cannot be read costs nothing
         partial_archive = import_frozen("partial_archive")
         try:
             make_folder(ranges_dir.parent)
             partial_archive.fetch_test_members(ranges_dir, args.revision, force=args.force)
-            with archive_split(ranges_dir, expected_manifest_sha256(args)) as split:
+            with archive_split(ranges_dir, proven_against) as split:
                 state, written = write_split(args, export_dir, *split, None)
             if args.expected_manifest:  # for the repair command of --verify
                 state["expected_manifest"] = str(args.expected_manifest.resolve())
@@ -295,6 +309,7 @@ def write_split(args: argparse.Namespace, export_dir: Path, info, row_count: int
         "wav_sizes": wav_sizes,
         "parquet_sizes": parquet_sizes,
         "summary": summary,
+        "demo": args.demo,  # for the repair command of --verify
     }
     return state, written
 
@@ -315,6 +330,9 @@ def verify(args: argparse.Namespace) -> int:
         raise ExportError(f"{manifest_path}: no manifest; run export_jsonl.py first")
     archive_path = archive_to_verify_against(args, export_dir)
     problems, expected_lines, expected_wavs = [], [], set()
+    # A missing file, or a manifest that is not the one recorded, makes the export stale, and a plain run of the
+    # export writes it again; a file of the recorded size with other bytes takes --force, which rewrites all.
+    mended_by_a_plain_run = 0
     parquet_dir = export_dir / PARQUET_DIR
     with archive_split(archive_path) as (info, _, rows):
         emotion_names = info.features["emotion"].names
@@ -327,6 +345,7 @@ def verify(args: argparse.Namespace) -> int:
             expected_wavs.add(wav_path.name)
             if not wav_path.is_file():
                 problems.append(f"{wav_path}: missing")
+                mended_by_a_plain_run += 1
                 continue
             wav_bytes = wav_path.read_bytes()
             if wav_bytes != row["audio"]["bytes"]:
@@ -344,6 +363,7 @@ def verify(args: argparse.Namespace) -> int:
             min(len(manifest_lines), len(expected_manifest_lines)) + 1,
         )
         problems.append(f"{manifest_path}: line {line} differs from the manifest of the archive's test split")
+        mended_by_a_plain_run += 1
     problems += [f"{path}: stray WAV, not in the manifest" for path in sorted(audio_dir.glob("*.wav")) if path.name not in expected_wavs]
     shards_checked = ""
     if shard_check is not None:
@@ -357,7 +377,7 @@ def verify(args: argparse.Namespace) -> int:
         print(f"not checked: the fetched ranges against the sha256 of the whole {ARCHIVE_NAME}, which --test-members-only "
               f"does not download; a plain export downloads it, then --verify checks against it")
     if problems:
-        print(f"to repair: {repair_command(export_dir, archive_path)}")
+        print(f"to repair: {repair_command(export_dir, archive_path, force=len(problems) > mended_by_a_plain_run)}")
     return 1 if problems else 0
 
 
@@ -374,18 +394,22 @@ def archive_to_verify_against(args: argparse.Namespace, export_dir: Path) -> Pat
                       f"pass --archive /path/to/{ARCHIVE_NAME}")
 
 
-def repair_command(export_dir: Path, archive_path: Path) -> str:
-    """The export command that rewrites every file from the archive verified against."""
+def repair_command(export_dir: Path, archive_path: Path, force: bool) -> str:
+    """The export command that writes again, from the archive verified against, what is missing (or, with
+    `force`, every file), made as the recorded export was made."""
+    state = read_state(export_dir)
     command = ["python", "export_jsonl.py", "--datadir", str(export_dir.parent)]
-    if archive_path.is_dir():
+    if state.get("demo"):
+        command.append("--demo")
+    elif archive_path.is_dir():
         command.append("--test-members-only")
-        expected_manifest = read_state(export_dir).get("expected_manifest")
+        expected_manifest = state.get("expected_manifest")
         command += ["--expected-manifest", expected_manifest] if expected_manifest else []
     elif archive_path != export_dir / "raw" / ARCHIVE_NAME:
         command += ["--archive", str(archive_path)]
     if (export_dir / PARQUET_DIR).is_dir():
         command.append("--parquet")
-    return " ".join(command + ["--force"])
+    return " ".join(command + ["--force"] * force)
 
 
 def counted(count: int, noun: str) -> str:

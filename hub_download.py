@@ -33,6 +33,7 @@ from datasets.utils import tqdm
 import emotiontalk_test
 from emotiontalk_test import _ARCHIVE_NAME as ARCHIVE_NAME
 from emotiontalk_test import _REPO_ID as REPO_ID
+from emotiontalk_test import _SHA256_HEX as SHA256_HEX
 
 UNVERIFIED_DIR = ".unverified"  # inside raw/: a complete Xet download, read by the export while it is hashed
 # Beside it, what the Hub announced for it, so that a run stopped before the check can be checked later, offline too.
@@ -45,8 +46,8 @@ def fetch_archive(archive_path: str, revision: str = "main", token: str | None =
     """Put Audio.tar at `archive_path`, checked against the size and sha256 that the Hub announces; or, after a
     Xet download, a PendingCheck of it, to be confirmed before the export is reported as done.
 
-    A file already at `archive_path` is checked and kept. Offline, a cached archive is checked against the cache's
-    own record, its blob's name."""
+    A file already at `archive_path` is checked and kept. A copy in the Hugging Face cache is hashed and linked
+    (proven_cached_archive), and never changed."""
     offline = huggingface_hub.constants.HF_HUB_OFFLINE
     expected = None if offline else emotiontalk_test.hub_file_metadata(revision, token, LOCAL_COPY_HINT)
     raw_dir = os.path.dirname(archive_path)
@@ -56,14 +57,11 @@ def fetch_archive(archive_path: str, revision: str = "main", token: str | None =
         return None
     if os.path.isfile(archive_path):
         if expected is not None:
-            emotiontalk_test.verify_download(archive_path, expected.size, expected.etag)
+            check_or_remove(archive_path, expected.size, expected.etag)
         return None
-    cached = huggingface_hub.try_to_load_from_cache(REPO_ID, ARCHIVE_NAME, revision=revision, repo_type="dataset")
-    cached_sha256 = os.path.basename(os.path.realpath(cached)) if isinstance(cached, str) else None
-    if cached_sha256 is not None and (expected is None or cached_sha256 == expected.etag):
-        emotiontalk_test.verify_download(cached, None if expected is None else expected.size, cached_sha256,
-                                         record="the Hub announces" if expected else "the Hugging Face cache records")
-        link_or_copy(os.path.realpath(cached), archive_path)
+    cached_path = proven_cached_archive(revision, expected)
+    if cached_path is not None:
+        link_or_copy(cached_path, archive_path)
         return None
     if expected is None:
         raise emotiontalk_test.ArchiveError(emotiontalk_test.offline_message(LOCAL_COPY_HINT))
@@ -78,9 +76,58 @@ def fetch_archive(archive_path: str, revision: str = "main", token: str | None =
         tqdm.write(f"The Xet download of {ARCHIVE_NAME} failed ({failure}); continuing over HTTP ranges from byte {kept}",
                    file=sys.stderr)
     sha256 = resume_download(partial_path, revision, token, expected.size)
-    emotiontalk_test.verify_download(partial_path, expected.size, expected.etag, sha256=sha256)
+    check_or_remove(partial_path, expected.size, expected.etag, sha256=sha256)
     os.replace(partial_path, archive_path)
     return None
+
+
+def proven_cached_archive(revision: str, expected: huggingface_hub.HfFileMetadata | None) -> str | None:
+    """The file that holds the Hugging Face cache's copy of Audio.tar at `revision` (an earlier load_dataset's),
+    once hashed and found to be the upload the Hub announces, or, offline, the one the cache filed it as; else None.
+
+    The cache is the user's: nothing in it is changed or deleted. It files a download under the ETag the Hub
+    announced for it, `blobs/<etag>`, which for Audio.tar is its sha256; huggingface_hub 2.x links that name on to a
+    store shared across repositories, named by the Xet hash, so the file's own name says nothing of its sha256. A
+    copy filed under another upload's ETag is passed over unread; one whose bytes do not hash to its ETag is named in
+    one line and left where it is."""
+    cached_path = huggingface_hub.try_to_load_from_cache(REPO_ID, ARCHIVE_NAME, revision=revision, repo_type="dataset")
+    if not isinstance(cached_path, str):
+        return None
+    filed_as = filed_etag(cached_path)
+    if expected is not None and (filed_as not in (None, expected.etag) or os.path.getsize(cached_path) != expected.size):
+        return None  # another upload of Audio.tar
+    if expected is None and filed_as is None:
+        raise emotiontalk_test.ArchiveError(
+            f"{cached_path} in the Hugging Face cache cannot be checked offline (the cache keeps no record of its "
+            f"sha256 without symlinks); unset HF_HUB_OFFLINE to check it against the Hub, or {LOCAL_COPY_HINT}")
+    record = "the Hub announces" if expected is not None else "the Hugging Face cache filed it as"
+    problem = emotiontalk_test.archive_problem(cached_path, None, filed_as or expected.etag, record)
+    if problem is None:
+        return os.path.realpath(cached_path)
+    message = f"{cached_path} in the Hugging Face cache {problem}; it was left as it is"
+    if expected is None:
+        raise emotiontalk_test.ArchiveError(f"{message}: unset HF_HUB_OFFLINE to download a good copy into raw/, or {LOCAL_COPY_HINT}")
+    tqdm.write(f"{message}; downloading {ARCHIVE_NAME} anew into raw/", file=sys.stderr)
+    return None
+
+
+def filed_etag(cached_path: str) -> str | None:
+    """The ETag the Hugging Face cache filed a file under: the name of the blob its snapshot entry links to, if it
+    is a link (the cache copies instead where symlinks are off)."""
+    if not os.path.islink(cached_path):
+        return None
+    etag = os.path.basename(os.readlink(cached_path))
+    return etag if SHA256_HEX.fullmatch(etag) else None
+
+
+def check_or_remove(path: str, expected_size: int | None, expected_sha256: str, record: str = "the Hub announces",
+                    sha256: str | None = None) -> None:
+    """The check of a download in raw/: one that fails is removed (its name in raw/, never what a link there may
+    point to), and the sha256 line raised; `sha256` is the file's when it was hashed already."""
+    problem = emotiontalk_test.archive_problem(path, expected_size, expected_sha256, record, sha256)
+    if problem:
+        os.remove(path)
+        raise emotiontalk_test.ArchiveError(f"downloaded {ARCHIVE_NAME} {problem}; it was deleted, run again to download it anew")
 
 
 def settle_unverified(unverified_path: str, archive_path: str, partial_path: str,
@@ -91,7 +138,7 @@ def settle_unverified(unverified_path: str, archive_path: str, partial_path: str
     announced = read_announced(unverified_path)
     try:
         if announced is not None and (expected is None or expected.etag == announced["sha256"]):
-            emotiontalk_test.verify_download(unverified_path, announced["size"], announced["sha256"], record="the Hub announced")
+            check_or_remove(unverified_path, announced["size"], announced["sha256"], record="the Hub announced")
             os.replace(unverified_path, archive_path)
             return True
         os.replace(unverified_path, partial_path)
@@ -279,7 +326,7 @@ class PendingCheck:
             # were filled later: a hash that does not match is taken again from the file as it now is.
             sha256 = self.sha256 if self.sha256 == self.expected_sha256 else None
             try:
-                emotiontalk_test.verify_download(self.path, self.expected_size, self.expected_sha256, sha256=sha256)
+                check_or_remove(self.path, self.expected_size, self.expected_sha256, sha256=sha256)
             except emotiontalk_test.ArchiveError as error:  # an hf_xet with a chunk cache (1.1) may serve it again
                 self.failure = emotiontalk_test.ArchiveError(
                     f"{error}; if it comes back damaged, set HF_HUB_DISABLE_XET=1 to download it over plain HTTP")

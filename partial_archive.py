@@ -11,7 +11,8 @@ members lie is found at run time, with few requests, and nothing found is truste
   middle, and again (bisection), until it is small enough to fetch whole.
 - The test groups' runs, and every run of annotations (a few tens of MB in all), are fetched over several
   connections at once into raw/Audio.tar.ranges/, a file per range, written under a temporary name and renamed
-  once complete: a run cut off leaves whole ranges only, and the next fetches only the ranges it lacks.
+  once complete: a run cut off leaves whole ranges only, and the next fetches only the ranges it lacks, by the
+  plan that the probes settled (plan.json), without probing again.
 - The split is read from those ranges by the loading script's own code (emotiontalk_test.SplitIndex), and proven
   whole only if every annotation's WAV lies in them and its manifest is byte-identical to the one a full export of
   the archive gives (by default H2T's committed manifests/emotiontalk/zh-en.jsonl). The caller downloads the whole
@@ -48,6 +49,7 @@ from emotiontalk_test import _TEST_GROUPS as TEST_GROUPS
 from hub_download import LOCAL_COPY_HINT
 
 ANNOUNCED_NAME = "announced.json"  # in it: the size and sha256 of the upload the ranges come from
+PLAN_NAME = "plan.json"  # in it: the ranges to fetch, as the probes settled them for that upload
 # The manifest that a full export of the real archive writes, which H2T commits as manifests/emotiontalk/zh-en.jsonl.
 H2T_MANIFEST_SHA256 = "f5a6754c8514cf78493da47f134473656d20162d864fc7eb47e54ca06008fdd4"
 BLOCK = tarfile.BLOCKSIZE
@@ -85,7 +87,8 @@ class Member:
 def fetch_test_members(ranges_dir: Path, revision: str, token: str | None = None, force: bool = False) -> None:
     """Fetch into `ranges_dir` the byte ranges of Audio.tar that hold the test split's members, as far as the
     archive's layout shows them. Ranges fetched before, of the same upload, are kept (with `force`, all are fetched
-    anew). Raises Unproven where the layout does not show them in few ranges."""
+    anew), and so is the plan of an earlier run, which a run cut off while fetching takes up without probing again.
+    Raises Unproven where the layout does not show them in few ranges."""
     if huggingface_hub.constants.HF_HUB_OFFLINE:
         raise emotiontalk_test.ArchiveError(emotiontalk_test.offline_message(LOCAL_COPY_HINT))
     expected = emotiontalk_test.hub_file_metadata(revision, token, LOCAL_COPY_HINT)
@@ -93,7 +96,11 @@ def fetch_test_members(ranges_dir: Path, revision: str, token: str | None = None
     ranges = FetchedRanges(ranges_dir)
     ranges.prepare({"sha256": expected.etag, "size": expected.size}, force)
     with RangeReader(url, token, revision, expected.size) as reader:
-        ranges.fetch(reader, ArchiveLayout(reader, expected.size).ranges_to_fetch())
+        plan = ranges.plan()
+        if plan is None:
+            plan = ArchiveLayout(reader, expected.size).ranges_to_fetch()
+            ranges.keep_plan(plan)
+        ranges.fetch(reader, plan)
 
 
 @contextlib.contextmanager
@@ -121,7 +128,7 @@ def region_members(files: RangeFiles, start: int, end: int, ranges_name: str) ->
             member.name = emotiontalk_test.checked_member_name(member, ranges_name)
             if not member.isdir():
                 yield member
-    except (tarfile.TarError, emotiontalk_test.ArchiveError) as error:
+    except tarfile.TarError as error:  # ranges that do not begin at a header; a member the builder refuses is refused here too
         raise Unproven(f"bytes {start}-{end} of the fetched ranges do not read as whole members ({error})") from None
 
 
@@ -335,7 +342,9 @@ def members_in(data: bytes, start: int) -> list[Member]:
 
 
 def member_of(info: tarfile.TarInfo, start: int, data: bytes) -> Member:
-    name = info.name[2:] if info.name.startswith("./") else info.name
+    """The member a probe read, its name checked as the builder checks it: an archive the builder would refuse is
+    refused as soon as a probe sees why."""
+    name = emotiontalk_test.checked_member_name(info, ARCHIVE_NAME)
     group = None
     if info.isdir():
         kind = "folder"
@@ -391,9 +400,17 @@ class FetchedRanges:
         self.folder.mkdir(parents=True, exist_ok=True)
         for temporary in self.folder.glob(".*.tmp"):
             temporary.unlink()
-        temporary = self.folder / f".{ANNOUNCED_NAME}.tmp"
-        temporary.write_text(json.dumps(announced), encoding="utf-8")
-        os.replace(temporary, self.folder / ANNOUNCED_NAME)
+        write_whole(self.folder / ANNOUNCED_NAME, json.dumps(announced))
+
+    def plan(self) -> list[tuple[int, int]] | None:
+        """The ranges an earlier run settled for this upload, if it got that far."""
+        try:
+            return [(start, end) for start, end in json.loads((self.folder / PLAN_NAME).read_text(encoding="utf-8"))]
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def keep_plan(self, ranges: list[tuple[int, int]]) -> None:
+        write_whole(self.folder / PLAN_NAME, json.dumps(ranges))
 
     def pieces(self) -> list[tuple[int, int, Path]]:
         pieces = []
@@ -426,6 +443,13 @@ class FetchedRanges:
             os.replace(temporary, path)
         finally:
             temporary.unlink(missing_ok=True)
+
+
+def write_whole(path: Path, text: str) -> None:
+    """`text` into `path`, under a temporary name first: the file is whole, or as it was."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def subtract(ranges: list[tuple[int, int]], held: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -11,9 +11,10 @@ import sys
 
 import pytest
 
+import export_jsonl
 import hub_download
 import synthetic_archive
-from conftest import BUILDER_SCRIPT
+from conftest import BUILDER_SCRIPT, PROJECT_DIR
 from stand_in_hub import GOOD_TOKEN, StandInHub
 from test_export import EXPORTER, assert_exported, assert_one_line_error
 
@@ -24,7 +25,8 @@ ACCESS_HINT = "accept the conditions at https://huggingface.co/datasets/BAAI/Emo
 # Prints what the split holds, so that the parent can compare it with a local build.
 LOAD_SCRIPT = """
 import hashlib, json, sys, datasets
-dataset = datasets.load_dataset(sys.argv[1], split="test", trust_remote_code=True, streaming=sys.argv[2] == "stream")
+dataset = datasets.load_dataset(sys.argv[1], split="test", trust_remote_code=True, streaming=sys.argv[2] == "stream",
+                                download_mode="force_redownload" if sys.argv[2] == "force" else None)
 dataset = dataset.cast_column("audio", datasets.Audio(decode=False))
 rows = [(row["sample_id"], row["emotion"], hashlib.sha256(row["audio"]["bytes"]).hexdigest()) for row in dataset]
 print(json.dumps(rows))
@@ -48,9 +50,26 @@ def hub_env(tmp_path, endpoint, token=GOOD_TOKEN, **extra):
     return env
 
 
-def export_from_hub(tmp_path, endpoint, *args, **env_options):
-    return subprocess.run([sys.executable, EXPORTER, "--datadir", str(tmp_path / "h2t"), *args],
-                          env=hub_env(tmp_path, endpoint, **env_options), capture_output=True, text=True)
+# Runs the exporter as `python export_jsonl.py` does, with some of a module's settings changed first.
+WITH_SETTINGS = """
+import importlib, json, runpy, sys
+module = importlib.import_module(sys.argv[1])
+for name, value in json.loads(sys.argv[2]).items():
+    setattr(module, name, tuple(value) if isinstance(value, list) else value)
+sys.argv = sys.argv[3:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def export_from_hub(tmp_path, endpoint, *args, settings=None, **env_options):
+    """The exporter run against `endpoint`; `settings`, (module name, {setting: value}), changes settings first."""
+    command, env = [sys.executable, EXPORTER], hub_env(tmp_path, endpoint, **env_options)
+    if settings is not None:
+        module_name, values = settings
+        command = [sys.executable, "-c", WITH_SETTINGS, module_name, json.dumps(values), EXPORTER]
+        # The settings' module imports datasets, which reads these at once: set before, as main() sets them for a log.
+        env.update({"PYTHONPATH": str(PROJECT_DIR), **dict.fromkeys(export_jsonl.PROGRESS_BAR_SWITCHES, "1")})
+    return subprocess.run([*command, "--datadir", str(tmp_path / "h2t"), *args], env=env, capture_output=True, text=True)
 
 
 def load_from_hub(tmp_path, endpoint, mode, **env_options):
@@ -104,14 +123,18 @@ def test_export_links_the_archive_that_load_dataset_cached(tmp_path, hub, offlin
     assert_exported(tmp_path / "h2t" / "emotiontalk", hub.utterances)
 
 
-def test_a_damaged_cached_archive_is_not_linked(tmp_path, hub):
+def test_a_damaged_cached_archive_is_named_and_left_as_it_is(tmp_path, hub):
+    """Offline, a cached copy that does not hash to the ETag the cache filed it under is refused in one line; the
+    user's cache is not touched."""
     assert load_from_hub(tmp_path, hub.url, "build").returncode == 0
     blob = tmp_path / "hf-home" / "hub" / "datasets--BAAI--Emotiontalk" / "blobs" / hub.sha256
     damaged = bytearray(blob.read_bytes())
     damaged[-1] ^= 0xFF
     blob.write_bytes(damaged)
-    assert_one_line_error(export_from_hub(tmp_path, hub.url, HF_HUB_OFFLINE="1"), "the Hugging Face cache records", "it was deleted")
-    assert not blob.exists() and not (tmp_path / "h2t" / "emotiontalk" / "raw" / "Audio.tar").exists()
+    result = export_from_hub(tmp_path, hub.url, HF_HUB_OFFLINE="1")
+    assert_one_line_error(result, "in the Hugging Face cache has sha256", f"the Hugging Face cache filed it as {hub.sha256}",
+                          "it was left as it is")
+    assert blob.read_bytes() == damaged and not (tmp_path / "h2t" / "emotiontalk" / "raw" / "Audio.tar").exists()
 
 
 def test_gated_without_token(tmp_path, hub):
@@ -409,8 +432,14 @@ def test_checksum_mismatch_deletes_the_download(tmp_path, hub):
     assert export_from_hub(tmp_path, hub.url).returncode == 0
 
 
-def test_checksum_mismatch_in_the_cache_is_not_used(tmp_path, hub):
+def test_checksum_mismatch_in_the_cache_is_named_and_a_forced_redownload_mends_it(tmp_path, hub):
     hub.mode = "bad_checksum"
     result = load_from_hub(tmp_path, hub.url, "build")
-    assert result.returncode != 0 and "it was deleted" in result.stderr
-    assert not list((tmp_path / "hf-home" / "hub").rglob("Audio.tar"))
+    assert result.returncode != 0 and "in the Hugging Face cache has sha256" in result.stderr
+    assert 'it was left as it is: load again with download_mode="force_redownload"' in result.stderr
+    [cached] = (tmp_path / "hf-home" / "hub").rglob("Audio.tar")
+    assert cached.read_bytes() != hub.content  # the user's cache keeps what it holds
+    hub.mode = "normal"
+    forced = load_from_hub(tmp_path, hub.url, "force")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(forced.stdout) == expected_rows(hub.utterances) and cached.read_bytes() == hub.content

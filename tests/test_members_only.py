@@ -2,13 +2,18 @@
 (over plain ranges, and with Xet announced), on archives laid out in several ways; the same export as a full
 download gives, or the full download itself, said in one line."""
 
+import hashlib
 import json
+import os
 import socket
+import tarfile
 
 import pytest
 
+import partial_archive
 import synthetic_archive
-from stand_in_hub import GOOD_TOKEN, StandInHub
+from conftest import PROJECT_DIR
+from stand_in_hub import COMMIT, GOOD_TOKEN, StandInHub
 from test_export import assert_exported, assert_one_line_error, expected_manifest
 from test_hub import ACCESS_HINT, export_from_hub
 
@@ -110,7 +115,7 @@ def test_a_cut_off_fetch_is_resumed_with_what_it_lacks(tmp_path, layout_archive,
         hub.mode, hub.drop_after = "outage", hub.size // 5
         assert_one_line_error(export_members(tmp_path, hub, manifest_path), "was interrupted", "run the same command again to resume")
         kept = {path.name: (path.stat().st_ino, path.read_bytes()) for path in ranges_dir.iterdir() if path.name[0].isdigit()}
-        assert kept and sorted(path.name for path in ranges_dir.iterdir() if not path.name[0].isdigit()) == ["announced.json"]
+        assert kept and sorted(path.name for path in ranges_dir.iterdir() if not path.name[0].isdigit()) == ["announced.json", "plan.json"]
         for name, (_, data) in kept.items():  # only whole ranges are kept, under their final names
             start, end = map(int, name.split("-"))
             assert data == hub.read(start, end)
@@ -122,6 +127,8 @@ def test_a_cut_off_fetch_is_resumed_with_what_it_lacks(tmp_path, layout_archive,
         result = export_members(tmp_path, hub, manifest_path)
         assert result.returncode == 0, result.stderr
         requested = hub.ranges_requested()
+        # No probe again: the pieces the plan lacked, and the Hub's metadata.
+        assert set(requested) <= set(pieces(ranges_dir).values()) and len(hub.requests) == len(requested) + 1
     assert not any(f"bytes={int(name.split('-')[0])}-{int(name.split('-')[1]) - 1}" in requested for name in kept)
     assert f"bytes={int(damaged_name.split('-')[0])}-{int(damaged_name.split('-')[1]) - 1}" in requested
     assert all((ranges_dir / name).stat().st_ino == inode for name, (inode, _) in kept.items())
@@ -195,3 +202,252 @@ def test_with_parquet_force_verify_and_a_later_full_download(tmp_path, layout_ar
     assert {path.name: path.read_bytes() for path in parquet_dir.glob("*.parquet")} == full_shards
     state = json.loads((export_dir(tmp_path) / ".export-state.json").read_text())
     assert state["archive"][0] == str(export_dir(tmp_path) / "raw" / "Audio.tar")
+
+
+def pieces(ranges_dir):
+    """The fetched pieces by name (<start>-<end>), and the HTTP Range each was fetched with."""
+    return {path.name: "bytes={}-{}".format(int(path.name.split("-")[0]), int(path.name.split("-")[1]) - 1)
+            for path in ranges_dir.iterdir() if path.name[0].isdigit()}
+
+
+def make_stale(tmp_path):
+    """The recorded export is no longer current, so that the next run goes through the fetch again."""
+    (export_dir(tmp_path) / ".export-state.json").unlink()
+
+
+def foreign_audio_bytes(archive_path, ranges_dir):
+    """How many bytes of the WAVs of groups outside the test split the fetched pieces hold."""
+    spans = [tuple(map(int, name.split("-"))) for name in pieces(ranges_dir)]
+    with tarfile.open(archive_path) as archive:
+        wavs = [(member.offset_data, member.offset_data + member.size) for member in archive
+                if member.name.endswith(".wav") and member.name.split("/")[2] not in synthetic_archive.TEST_GROUPS]
+    return sum(max(0, min(end, stop) - max(start, begin)) for begin, stop in spans for start, end in wavs)
+
+
+def test_a_new_upload_reads_none_of_the_pieces_of_the_last(tmp_path, layout_archive, layout_corpus):
+    """A run cut off while fetching one upload, then another upload of the same size: no piece of the first is
+    read with the second's (which would not prove whole, and fall back)."""
+    archive_path, manifest_path = layout_archive("tar_cf")
+    with StandInHub(archive_path) as hub:
+        hub.mode, hub.drop_after = "outage", hub.size // 4
+        assert export_members(tmp_path, hub, manifest_path).returncode == 1
+    assert pieces(export_dir(tmp_path) / "raw" / "Audio.tar.ranges")
+    newer_path = synthetic_archive.write_archive(tmp_path / "newer.tar", synthetic_archive.layout_members(layout_corpus, "tar_cf", seed=1))
+    with StandInHub(newer_path) as newer_hub:
+        assert newer_hub.size == archive_path.stat().st_size and newer_hub.sha256 != hashlib.sha256(archive_path.read_bytes()).hexdigest()
+        result = export_members(tmp_path, newer_hub, manifest_path)
+    assert result.returncode == 0 and not fell_back(result), result.stderr
+    assert_exported(export_dir(tmp_path), layout_corpus, seed=1)
+
+
+def test_a_revision_fetches_that_revisions_bytes(tmp_path, layout_archive, layout_corpus):
+    archive_path, manifest_path = layout_archive("grouped")
+    with StandInHub(archive_path) as hub:
+        result = export_members(tmp_path, hub, manifest_path, "--revision", COMMIT)
+        assert result.returncode == 0 and not fell_back(result), result.stderr
+        resolved = [path for method, path, _ in hub.requests if "/resolve/" in path]
+    assert resolved and all(f"/resolve/{COMMIT}/Audio.tar" in path for path in resolved)
+    assert_exported(export_dir(tmp_path), layout_corpus)
+
+
+def test_force_fetches_every_piece_anew_a_damaged_one_included(tmp_path, layout_archive, layout_corpus):
+    archive_path, manifest_path = layout_archive("grouped")
+    ranges_dir = export_dir(tmp_path) / "raw" / "Audio.tar.ranges"
+    with StandInHub(archive_path) as hub:
+        assert export_members(tmp_path, hub, manifest_path).returncode == 0
+        fetched = pieces(ranges_dir)
+        damaged = ranges_dir / sorted(fetched)[len(fetched) // 2]
+        data = bytearray(damaged.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        damaged.write_bytes(bytes(data))
+        hub.requests.clear()
+        assert export_members(tmp_path, hub, manifest_path, "--force").returncode == 0
+        assert set(fetched.values()) <= set(hub.ranges_requested())
+        start, end = map(int, damaged.name.split("-"))
+        assert damaged.read_bytes() == hub.read(start, end)
+    assert_exported(export_dir(tmp_path), layout_corpus)
+
+
+def test_an_archive_already_in_raw_is_exported_from_with_nothing_fetched(tmp_path, layout_archive, layout_corpus):
+    archive_path, manifest_path = layout_archive("grouped")
+    with StandInHub(archive_path) as hub:
+        assert export_from_hub(tmp_path, hub.url).returncode == 0
+        make_stale(tmp_path)
+        hub.requests.clear()
+        result = export_members(tmp_path, hub, manifest_path)
+        assert result.returncode == 0, result.stderr
+        assert hub.ranges_requested() == [] and [method for method, _, _ in hub.requests] == ["HEAD"]
+    assert sorted(path.name for path in (export_dir(tmp_path) / "raw").iterdir()) == ["Audio.tar"]
+    assert_exported(export_dir(tmp_path), layout_corpus)
+
+
+def test_a_small_gap_between_runs_is_fetched_at_full_size_settings(tmp_path, layout_archive, layout_corpus):
+    """At the real archive's size a gap of up to SMALL_GAP's 1 MiB between two runs is fetched whole; the tests'
+    archives scale it down to a few WAVs or less, so here it is set as the real archive has it."""
+    archive_path, manifest_path = layout_archive("tar_cf")
+    with StandInHub(archive_path) as hub:
+        result = export_members(tmp_path, hub, manifest_path, settings=("partial_archive", {"SMALL_GAP": [1 << 20, 1]}))
+    assert result.returncode == 0 and not fell_back(result), result.stderr
+    assert_exported(export_dir(tmp_path), layout_corpus)
+
+
+def test_a_resume_fetches_every_hole_and_nothing_else_without_probing_again(tmp_path, layout_archive, layout_corpus):
+    """Pieces kept as if they had finished out of order (every other one lost): the next run fetches exactly the
+    missing ones, by the plan the first run kept, with the Hub's metadata the only other request."""
+    archive_path, manifest_path = layout_archive("grouped")
+    ranges_dir = export_dir(tmp_path) / "raw" / "Audio.tar.ranges"
+    with StandInHub(archive_path) as hub:
+        assert export_members(tmp_path, hub, manifest_path).returncode == 0
+        fetched = pieces(ranges_dir)
+        lost = sorted(fetched)[::2]
+        assert len(lost) >= 3
+        for name in lost:
+            (ranges_dir / name).unlink()
+        make_stale(tmp_path)
+        hub.requests.clear()
+        result = export_members(tmp_path, hub, manifest_path)
+        assert result.returncode == 0 and not fell_back(result), result.stderr
+        assert sorted(hub.ranges_requested()) == sorted(fetched[name] for name in lost)
+        assert len(hub.requests) == len(lost) + 1
+    assert pieces(ranges_dir) == fetched
+    assert_exported(export_dir(tmp_path), layout_corpus)
+
+
+def test_a_piece_of_an_earlier_plan_is_removed_not_read(tmp_path, layout_archive, layout_corpus):
+    archive_path, manifest_path = layout_archive("grouped")
+    ranges_dir = export_dir(tmp_path) / "raw" / "Audio.tar.ranges"
+    with StandInHub(archive_path) as hub:
+        assert export_members(tmp_path, hub, manifest_path).returncode == 0
+        spans = sorted(tuple(map(int, name.split("-"))) for name in pieces(ranges_dir))
+        # Amid the widest stretch not fetched, in the middle of some member: no header begins there.
+        gap_start, gap_end = max(zip([end for _, end in spans], [start for start, _ in spans[1:]]), key=lambda gap: gap[1] - gap[0])
+        start = (gap_start + gap_end) // 2 // 512 * 512 + 512 * 3
+        earlier = ranges_dir / f"{start:013d}-{start + 4096:013d}"
+        earlier.write_bytes(hub.read(start, start + 4096))
+        make_stale(tmp_path)
+        result = export_members(tmp_path, hub, manifest_path)
+    assert result.returncode == 0 and not fell_back(result), result.stderr
+    assert not earlier.exists()
+    assert_exported(export_dir(tmp_path), layout_corpus)
+
+
+@pytest.mark.parametrize("settings, reason", [
+    ({"MAX_PROBES": 2}, "the archive's members are not laid out in few runs ("),
+    ({"MAX_SHARE": 0.05}, "the test members are spread over"),
+], ids=["probes", "share"])
+def test_past_a_budget_the_whole_archive_is_downloaded_and_checked(tmp_path, layout_archive, layout_corpus, settings, reason):
+    archive_path, manifest_path = layout_archive("grouped")
+    with StandInHub(archive_path) as hub:
+        result = export_members(tmp_path, hub, manifest_path, settings=("partial_archive", settings))
+        assert result.returncode == 0, result.stderr
+        [notice] = [line for line in result.stderr.splitlines() if line.startswith(FALLBACK)]
+        assert fell_back(result) and notice.startswith(FALLBACK + reason), result.stderr
+        assert "" in hub.ranges_requested()  # the whole archive, in one GET
+    assert sorted(path.name for path in (export_dir(tmp_path) / "raw").iterdir()) == ["Audio.tar"]
+    assert_exported(export_dir(tmp_path), layout_corpus)
+
+
+def test_a_groups_annotations_and_audio_are_two_runs(tmp_path, layout_archive, layout_corpus):
+    """In the grouped layout each group's annotations come just before its audio: taken for one run, the gap between
+    them would be fetched with the annotations, audio of other groups and all."""
+    archive_path, manifest_path = layout_archive("grouped")
+    with StandInHub(archive_path) as hub:
+        result = export_members(tmp_path, hub, manifest_path)
+    assert result.returncode == 0 and not fell_back(result), result.stderr
+    foreign = foreign_audio_bytes(archive_path, export_dir(tmp_path) / "raw" / "Audio.tar.ranges")
+    assert foreign < 0.02 * archive_path.stat().st_size, foreign
+
+
+def rewritten_with(archive_path, target, unsafe):
+    """The archive with its fifth WAV of G00003, amid that group's run, made unsafe: a link, or a name that leaves
+    the archive."""
+    with tarfile.open(archive_path) as source, tarfile.open(target, "w", format=tarfile.PAX_FORMAT) as archive:
+        seen = 0
+        for member in source:
+            data = source.extractfile(member) if member.isfile() else None
+            seen += member.name.startswith("Audio/wav/G00003/") and member.isfile()
+            if seen == 5 and member.name.startswith("Audio/wav/G00003/") and member.isfile():
+                if unsafe == "link":
+                    member.type, member.linkname, member.size, data = tarfile.SYMTYPE, "/etc/passwd", 0, None
+                else:
+                    member.name = "/" + member.name if unsafe == "absolute" else member.name.replace("/G00003/", "/G00003/../G00003/", 1)
+            archive.addfile(member, data)
+    return target
+
+
+@pytest.mark.parametrize("unsafe, problem", [("link", "is a link"), ("absolute", "has a path outside the archive"),
+                                              ("dotdot", "has a path outside the archive")])
+def test_an_unsafe_member_in_the_ranges_is_refused_at_once(tmp_path, layout_archive, unsafe, problem):
+    """As the builder refuses it: one line, and no download of the whole archive to find the same."""
+    archive_path, manifest_path = layout_archive("tar_cf")
+    unsafe_path = rewritten_with(archive_path, tmp_path / "unsafe.tar", unsafe)
+    with StandInHub(unsafe_path) as hub:
+        result = export_members(tmp_path, hub, manifest_path)
+        assert_one_line_error(result, problem, "refusing the archive")
+        assert not fell_back(result) and hub.bytes_sent < 0.6 * hub.size
+
+
+def test_an_archive_of_dot_slash_names_is_fetched_in_part(tmp_path, layout_corpus):
+    """`tar cf Audio.tar ./Audio` names every member ./Audio/..."""
+    members = (("./" + name, data) for name, data in synthetic_archive.layout_members(layout_corpus, "tar_cf"))
+    archive_path = synthetic_archive.write_archive(tmp_path / "Audio.tar", members)
+    (tmp_path / "zh-en.jsonl").write_bytes(expected_manifest(layout_corpus))
+    with StandInHub(archive_path) as hub:
+        result = export_members(tmp_path, hub, tmp_path / "zh-en.jsonl")
+        assert result.returncode == 0 and not fell_back(result), result.stderr
+        assert hub.bytes_sent < 0.6 * hub.size
+    assert_exported(export_dir(tmp_path), layout_corpus)
+
+
+def test_a_block_with_the_magic_but_not_the_checksum_is_no_header(tmp_path):
+    info = tarfile.TarInfo("Audio/wav/G00003/G00003_1/G00003_1_01/G00003_1_01_001.wav")
+    header = info.tobuf(tarfile.USTAR_FORMAT)
+    assert partial_archive.is_header(header)
+    forged = bytearray(header)
+    forged[0] ^= 0x01  # the name changed, the checksum not
+    assert forged[257:262] == b"ustar" and not partial_archive.is_header(bytes(forged))
+    assert not partial_archive.is_header(bytes(257) + b"ustar" + bytes(250))
+
+
+@pytest.mark.parametrize("what", ["missing", "a_folder", "not_readable"])
+def test_an_expected_manifest_that_cannot_be_read_is_refused_before_any_request(tmp_path, layout_archive, what):
+    archive_path, _ = layout_archive("tar_cf")
+    manifest_path = tmp_path / "manifest.jsonl"
+    if what == "a_folder":
+        manifest_path.mkdir()
+    elif what == "not_readable":
+        manifest_path.write_text("{}\n")
+        manifest_path.chmod(0)
+        if os.access(manifest_path, os.R_OK):
+            pytest.skip("root reads any file")
+    with StandInHub(archive_path) as hub:
+        assert_one_line_error(export_members(tmp_path, hub, manifest_path), str(manifest_path), "--expected-manifest takes an H2T manifest file")
+        assert hub.requests == []
+
+
+REFERENCE_MANIFEST = PROJECT_DIR.parent / "shared" / "reference" / "emotiontalk-zh-en.jsonl"
+
+
+@pytest.fixture(scope="session")
+def reference_lines():
+    """The lines of the manifest that the published pipeline made from the real archive, which H2T commits: beside
+    the checkout where CI runs, read at test time, never copied into the project."""
+    if not REFERENCE_MANIFEST.is_file():
+        pytest.skip(f"{REFERENCE_MANIFEST} is not beside this checkout")
+    return REFERENCE_MANIFEST.read_text(encoding="utf-8").splitlines(keepends=True)
+
+
+def test_the_built_in_proof_is_the_sha256_of_h2ts_manifest(reference_lines):
+    assert partial_archive.H2T_MANIFEST_SHA256 == hashlib.sha256("".join(reference_lines).encode("utf-8")).hexdigest()
+
+
+def test_without_an_expected_manifest_the_split_is_proven_against_h2ts(tmp_path, reference_lines):
+    """An archive whose test split is H2T's 1929 rows (short WAVs), beside longer audio of other groups."""
+    corpus = synthetic_archive.manifest_utterances(reference_lines, mean_seconds=0.05)
+    corpus += synthetic_archive.make_corpus({"G00001": 30, "G00007": 30}, {"neutral": 1}, mean_seconds=6.0)
+    archive_path = synthetic_archive.write_archive(tmp_path / "Audio.tar", synthetic_archive.layout_members(corpus, "tar_cf"))
+    assert expected_manifest(corpus) == "".join(reference_lines).encode("utf-8")
+    with StandInHub(archive_path) as hub:
+        result = export_from_hub(tmp_path, hub.url, "--test-members-only")
+        assert result.returncode == 0 and not fell_back(result), result.stderr
+    assert (export_dir(tmp_path) / "zh-en.jsonl").read_bytes() == "".join(reference_lines).encode("utf-8")

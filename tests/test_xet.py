@@ -1,5 +1,6 @@
 """The Xet path, against the stand-in Hub's Xet storage, with the real, unpatched `hf_xet` and huggingface_hub."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -224,3 +225,46 @@ def test_an_hf_xet_that_writes_out_of_order(tmp_path, xet_hub, outcome):
     assert sorted(path.name for path in (export_dir(tmp_path) / "raw").iterdir()) == ["Audio.tar"]
     assert (export_dir(tmp_path) / "raw" / "Audio.tar").read_bytes() == xet_hub.content
     assert_exported(export_dir(tmp_path), xet_hub.utterances)
+
+
+def cached_archive(tmp_path):
+    """The snapshot entry of Audio.tar in the test's Hugging Face cache, and the file that holds its bytes (with
+    huggingface_hub 2.x, in the store shared across repositories, named by the Xet hash; with 0.36, its blob)."""
+    [snapshot_entry] = (tmp_path / "hf-home" / "hub" / "datasets--BAAI--Emotiontalk" / "snapshots").glob("*/Audio.tar")
+    return snapshot_entry, snapshot_entry.resolve()
+
+
+@pytest.mark.parametrize("offline", [False, True], ids=["online", "offline"])
+def test_an_archive_that_load_dataset_fetched_over_xet_is_linked_not_fetched_again(tmp_path, xet_hub, offline):
+    assert load_from_hub(tmp_path, xet_hub.url, "build").returncode == 0
+    _, held_in = cached_archive(tmp_path)
+    hub_listing = sorted(str(path) for path in (tmp_path / "hf-home" / "hub").rglob("*"))
+    xet_hub.requests.clear()
+    result = export_from_hub(tmp_path, xet_hub.url, **({"HF_HUB_OFFLINE": "1"} if offline else {}))
+    assert result.returncode == 0, result.stderr
+    assert xet_hub.ranges_requested() == [] and xet_hub.xet_requests() == [] and len(xet_hub.requests) == (0 if offline else 1)
+    assert (export_dir(tmp_path) / "raw" / "Audio.tar").stat().st_ino == held_in.stat().st_ino
+    assert held_in.read_bytes() == xet_hub.content
+    assert sorted(str(path) for path in (tmp_path / "hf-home" / "hub").rglob("*")) == hub_listing
+    assert_exported(export_dir(tmp_path), xet_hub.utterances)
+
+
+@pytest.mark.parametrize("offline", [False, True], ids=["online", "offline"])
+def test_a_damaged_archive_that_load_dataset_fetched_over_xet_is_named_and_left_alone(tmp_path, xet_hub, offline):
+    assert load_from_hub(tmp_path, xet_hub.url, "build").returncode == 0
+    snapshot_entry, held_in = cached_archive(tmp_path)
+    damaged = bytearray(held_in.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01
+    held_in.write_bytes(damaged)
+    hub_listing = sorted(str(path) for path in (tmp_path / "hf-home" / "hub").rglob("*"))
+    result = export_from_hub(tmp_path, xet_hub.url, **({"HF_HUB_OFFLINE": "1"} if offline else {}))
+    notice = f"{snapshot_entry} in the Hugging Face cache has sha256 {hashlib.sha256(damaged).hexdigest()}"
+    if offline:
+        assert_one_line_error(result, notice, "it was left as it is", "pass --archive /path/to/Audio.tar")
+    else:  # named, then downloaded anew into raw/
+        assert result.returncode == 0, result.stderr
+        assert f"{notice}, the Hub announces {xet_hub.sha256}; it was left as it is; downloading Audio.tar anew" in result.stderr
+        assert (export_dir(tmp_path) / "raw" / "Audio.tar").read_bytes() == xet_hub.content
+        assert_exported(export_dir(tmp_path), xet_hub.utterances)
+    assert held_in.read_bytes() == damaged and snapshot_entry.resolve() == held_in
+    assert sorted(str(path) for path in (tmp_path / "hf-home" / "hub").rglob("*")) == hub_listing
