@@ -5,9 +5,11 @@
 import hashlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -15,7 +17,7 @@ import export_jsonl
 import hub_download
 import synthetic_archive
 from conftest import BUILDER_SCRIPT, PROJECT_DIR
-from stand_in_hub import GOOD_TOKEN, StandInHub
+from stand_in_hub import COMMIT, GOOD_TOKEN, StandInHub
 from test_export import EXPORTER, assert_exported, assert_one_line_error
 
 # hf_xet retries a failed request 5 times, 3 s apart at first; the tests that cut Xet off need no such patience.
@@ -331,12 +333,50 @@ def test_a_resume_answered_with_the_whole_file_ends_correct_and_hashed_once(tmp_
 
 
 def test_revision_not_found(tmp_path, hub):
-    assert_one_line_error(export_from_hub(tmp_path, hub.url, "--revision", "v9"), "revision 'v9' of BAAI/Emotiontalk not found")
+    assert_one_line_error(export_from_hub(tmp_path, hub.url, "--revision", "v9"), "revision 'v9' of BAAI/Emotiontalk not found",
+                          "check the revision you asked for")
 
 
-def test_file_not_found(tmp_path, hub):
+@pytest.mark.parametrize("revision", [None, COMMIT])
+def test_file_not_found(tmp_path, hub, revision):
+    """Only a revision the user gave is theirs to check."""
     hub.mode = "not_found"
-    assert_one_line_error(export_from_hub(tmp_path, hub.url), "Audio.tar not found in BAAI/Emotiontalk at revision 'main'")
+    result = export_from_hub(tmp_path, hub.url, *(["--revision", revision] if revision else []))
+    assert_one_line_error(result, f"Audio.tar not found in BAAI/Emotiontalk at revision {revision or 'main'!r}")
+    advice = "check the revision you asked for"
+    assert (advice in result.stderr) == (revision is not None)
+    assert (f"see https://huggingface.co/datasets/BAAI/Emotiontalk, and check HF_ENDPOINT" in result.stderr) == (revision is None)
+
+
+def test_streaming_offline_says_it_needs_the_hub(tmp_path, hub):
+    result = load_from_hub(tmp_path, hub.url, "stream", HF_HUB_OFFLINE="1")
+    assert result.returncode != 0 and hub.requests == []
+    assert ("ArchiveError: streaming reads BAAI/Emotiontalk/Audio.tar from the Hub, and HF_HUB_OFFLINE is set; load without "
+            "streaming=True (which works offline once the archive is downloaded), or pass a local copy as data_dir=") in result.stderr
+
+
+def test_ctrl_c_during_a_download_says_what_is_kept_and_the_next_run_resumes(tmp_path, large_archive):
+    archive_path, corpus = large_archive
+    partial = tmp_path / "h2t" / "emotiontalk" / "raw" / ".Audio.tar.incomplete"
+    with StandInHub(archive_path, rate_limit=4e6) as hub:
+        process = subprocess.Popen([sys.executable, EXPORTER, "--datadir", str(tmp_path / "h2t")], stderr=subprocess.PIPE, text=True,
+                                   env=hub_env(tmp_path, hub.url, HF_HUB_DISABLE_XET="1"))
+        deadline = time.monotonic() + 60
+        while not (partial.is_file() and partial.stat().st_size > 4 << 20) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        stderr = process.communicate(timeout=60)[1]
+        assert process.returncode == 130, stderr
+        kept = partial.stat().st_size
+        assert stderr.strip().splitlines()[-1] == (
+            f"export_jsonl.py: interrupted; nothing was left half-written; the {kept / 1e6:.1f} MB downloaded so far are kept in "
+            f"{partial.parent} and the next run resumes from them, run the same command again to finish")
+        hub.requests.clear()
+        hub.rate_limit = None
+        result = export_from_hub(tmp_path, hub.url, HF_HUB_DISABLE_XET="1")
+        assert result.returncode == 0, result.stderr
+        assert hub.ranges_requested() == [f"bytes={kept}-"]
+    assert_exported(tmp_path / "h2t" / "emotiontalk", corpus)
 
 
 def test_unreachable_hub_suggests_a_local_archive(tmp_path):

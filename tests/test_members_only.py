@@ -281,14 +281,26 @@ def test_an_archive_already_in_raw_is_exported_from_with_nothing_fetched(tmp_pat
     assert_exported(export_dir(tmp_path), layout_corpus)
 
 
-def test_a_small_gap_between_runs_is_fetched_at_full_size_settings(tmp_path, layout_archive, layout_corpus):
-    """At the real archive's size a gap of up to SMALL_GAP's 1 MiB between two runs is fetched whole; the tests'
-    archives scale it down to a few WAVs or less, so here it is set as the real archive has it."""
-    archive_path, manifest_path = layout_archive("tar_cf")
+def export_corpus(tmp_path, corpus, members, *args, **options):
+    """`members` as the Hub's Audio.tar, exported with --test-members-only against the corpus's manifest."""
+    archive_path = synthetic_archive.write_archive(tmp_path / "Audio.tar", members)
+    (tmp_path / "zh-en.jsonl").write_bytes(expected_manifest(corpus))
     with StandInHub(archive_path) as hub:
-        result = export_members(tmp_path, hub, manifest_path, settings=("partial_archive", {"SMALL_GAP": [1 << 20, 1]}))
+        result = export_members(tmp_path, hub, tmp_path / "zh-en.jsonl", *args, **options)
     assert result.returncode == 0 and not fell_back(result), result.stderr
-    assert_exported(export_dir(tmp_path), layout_corpus)
+    assert_exported(export_dir(tmp_path), corpus)
+    return archive_path
+
+
+def test_a_small_gap_between_runs_is_fetched_at_full_size_settings(tmp_path):
+    """At the real archive's size a gap of up to SMALL_GAP's 1 MiB between two runs is fetched whole; the tests'
+    archives scale it down below a WAV, so here it is set as the real archive has it. Short test WAVs after long
+    ones of another group: the last gap bisection leaves at each border holds test WAVs."""
+    corpus = synthetic_archive.make_corpus({"G00001": 30, "G00007": 30}, {"neutral": 1}, mean_seconds=6.0)
+    corpus += synthetic_archive.make_corpus({"G00003": 80, "G00015": 80}, {"neutral": 1, "sad": 1}, mean_seconds=0.3)
+    in_group_order = sorted(corpus, key=lambda utterance: utterance.group)
+    members = [synthetic_archive.audio_member(u) for u in in_group_order] + [synthetic_archive.annotation_member(u) for u in in_group_order]
+    export_corpus(tmp_path, corpus, members, settings=("partial_archive", {"SMALL_GAP": [1 << 20, 1]}))
 
 
 def test_a_resume_fetches_every_hole_and_nothing_else_without_probing_again(tmp_path, layout_archive, layout_corpus):
@@ -347,15 +359,13 @@ def test_past_a_budget_the_whole_archive_is_downloaded_and_checked(tmp_path, lay
     assert_exported(export_dir(tmp_path), layout_corpus)
 
 
-def test_a_groups_annotations_and_audio_are_two_runs(tmp_path, layout_archive, layout_corpus):
-    """In the grouped layout each group's annotations come just before its audio: taken for one run, the gap between
-    them would be fetched with the annotations, audio of other groups and all."""
-    archive_path, manifest_path = layout_archive("grouped")
-    with StandInHub(archive_path) as hub:
-        result = export_members(tmp_path, hub, manifest_path)
-    assert result.returncode == 0 and not fell_back(result), result.stderr
-    foreign = foreign_audio_bytes(archive_path, export_dir(tmp_path) / "raw" / "Audio.tar.ranges")
-    assert foreign < 0.02 * archive_path.stat().st_size, foreign
+def test_a_groups_annotations_and_audio_are_two_runs(tmp_path):
+    """Each group's annotations just before its audio, and one group with more annotations than a probe reads: a
+    gap from its annotations to its audio is a border between two runs, bisected like any other."""
+    corpus = synthetic_archive.make_corpus({"G00001": 400}, {"neutral": 1}, mean_seconds=0.5)
+    corpus += synthetic_archive.make_corpus({"G00003": 24, "G00007": 30, "G00015": 16}, {"neutral": 1}, mean_seconds=4.4)
+    archive_path = export_corpus(tmp_path, corpus, synthetic_archive.layout_members(corpus, "grouped"))
+    assert foreign_audio_bytes(archive_path, export_dir(tmp_path) / "raw" / "Audio.tar.ranges") < 0.02 * archive_path.stat().st_size
 
 
 def rewritten_with(archive_path, target, unsafe):
@@ -390,13 +400,7 @@ def test_an_unsafe_member_in_the_ranges_is_refused_at_once(tmp_path, layout_arch
 def test_an_archive_of_dot_slash_names_is_fetched_in_part(tmp_path, layout_corpus):
     """`tar cf Audio.tar ./Audio` names every member ./Audio/..."""
     members = (("./" + name, data) for name, data in synthetic_archive.layout_members(layout_corpus, "tar_cf"))
-    archive_path = synthetic_archive.write_archive(tmp_path / "Audio.tar", members)
-    (tmp_path / "zh-en.jsonl").write_bytes(expected_manifest(layout_corpus))
-    with StandInHub(archive_path) as hub:
-        result = export_members(tmp_path, hub, tmp_path / "zh-en.jsonl")
-        assert result.returncode == 0 and not fell_back(result), result.stderr
-        assert hub.bytes_sent < 0.6 * hub.size
-    assert_exported(export_dir(tmp_path), layout_corpus)
+    export_corpus(tmp_path, layout_corpus, members)
 
 
 def test_a_block_with_the_magic_but_not_the_checksum_is_no_header(tmp_path):

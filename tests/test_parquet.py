@@ -103,7 +103,7 @@ def test_without_parquet_no_folder_is_made(tmp_path, small_archive):
     assert not (tmp_path / "emotiontalk" / "parquet").exists()
 
 
-@pytest.mark.parametrize("damage", ["truncated", "flipped_byte", "rows_missing", "rows_added"])
+@pytest.mark.parametrize("damage", ["truncated", "flipped_byte", "rows_missing", "last_rows_missing", "rows_added"])
 def test_verify_names_a_damaged_shard(tmp_path, small_archive, monkeypatch, capsys, damage):
     data_dir, _ = small_archive
     monkeypatch.setattr(parquet_copy, "MAX_PARQUET_SHARD_BYTES", 150_000)
@@ -111,11 +111,15 @@ def test_verify_names_a_damaged_shard(tmp_path, small_archive, monkeypatch, caps
     args = ["--archive", str(data_dir / "Audio.tar"), "--datadir", str(tmp_path), "--verify"]
     assert export_jsonl.main(args) == 0
     assert "all correct" in capsys.readouterr().out
-    shard = sorted(parquet_dir.glob("*.parquet"))[-1 if damage == "rows_added" else 1]
+    shard = sorted(parquet_dir.glob("*.parquet"))[-1 if damage in ("rows_added", "last_rows_missing") else 1]
     data = bytearray(shard.read_bytes())
     if damage == "rows_added":  # the shards' names and every row of the split are right: one row is too many
         table = pyarrow.parquet.read_table(shard)
         pyarrow.parquet.write_table(pyarrow.concat_tables([table, table.slice(len(table) - 1)]), shard)
+        data = bytearray(shard.read_bytes())
+    elif damage == "last_rows_missing":  # the shards are whole and right, as far as they go
+        table = pyarrow.parquet.read_table(shard)
+        pyarrow.parquet.write_table(table.slice(0, len(table) - 2), shard)
         data = bytearray(shard.read_bytes())
     elif damage == "truncated":
         data = data[: len(data) // 2]
@@ -129,7 +133,7 @@ def test_verify_names_a_damaged_shard(tmp_path, small_archive, monkeypatch, caps
     shard.write_bytes(bytes(data))
     assert export_jsonl.main(args) == 1
     report = capsys.readouterr().out
-    assert f"{parquet_dir if damage == 'rows_added' else shard}: " in report and "1 problem\n" in report
+    assert f"{parquet_dir if damage in ('rows_added', 'last_rows_missing') else shard}: " in report and "1 problem\n" in report
 
 
 def test_newest_datasets_loads_the_copy_without_a_script(tmp_path, small_archive, script_split):
