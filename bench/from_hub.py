@@ -20,6 +20,13 @@ the table shows medians, and each ratio is the median over repeats of the ratio 
 deleted after each run: they are 7.5 GB at full size.
 
     python bench/from_hub.py /data/bench/Audio.tar [--rate 150] [--repeats 3]
+
+Without an archive it writes a synthetic one of the real archive's shape (--synthetic-scale of its utterances, at
+half their length: 1/50 gives 75 MB) into its working folder, takes the manifest that an export of it from disk
+writes as (d)'s proof, and runs all of the above on it: the Hub path, tried without Hub access. Whatever it
+writes goes, however the run ends.
+
+    python bench/from_hub.py --repeats 1
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import os
 import runpy
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -38,6 +46,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
 sys.path[:0] = [str(PROJECT_DIR), str(PROJECT_DIR / "tests"), str(BENCH_DIR)]
 
+import synthetic_archive  # noqa: E402
 from run import floor, machine_description  # noqa: E402
 from run import measure as measure_run  # noqa: E402
 from stand_in_hub import GOOD_TOKEN, StandInHub  # noqa: E402
@@ -74,8 +83,9 @@ def measure(kind: str, hub: StandInHub, run_dir: Path, expected_manifest: Path |
     command = [sys.executable, __file__, "--child", kind, str(run_dir / "out"), str(io_report), str(expected_manifest or "")]
     hub.bytes_sent = 0
     result = measure_run(command, env, run_dir / "log.txt")
-    if kind == "members" and "downloading the whole archive instead" in (run_dir / "log.txt").read_text():
-        sys.exit(f"(d) fell back to the whole archive; see {run_dir / 'log.txt'} (is --expected-manifest right?)")
+    fallback = [line for line in (run_dir / "log.txt").read_text().splitlines() if "downloading the whole archive instead" in line]
+    if kind == "members" and fallback:
+        sys.exit(f"bench/from_hub.py: (d) fell back to the whole archive ({fallback[0]}); is --expected-manifest right?")
     io = dict(line.split(": ") for line in io_report.read_text().splitlines())
     return {**result, "read": int(io["rchar"]) / hub.size, "sent": hub.bytes_sent / hub.size,
             "manifest": manifest_of(kind, run_dir / "out")}
@@ -87,9 +97,24 @@ def manifest_of(kind: str, out_dir: Path) -> bytes | None:
     return (out_dir / "zh-en.jsonl" if kind == "pipeline" else out_dir / "emotiontalk" / "zh-en.jsonl").read_bytes()
 
 
+def synthetic_archive_and_manifest(workdir: Path, scale: float) -> tuple[Path, Path]:
+    """An archive of the real one's shape in `workdir`, written as `tar cf` writes a folder, and the manifest that
+    the exporter writes for it from disk."""
+    corpus = synthetic_archive.real_shape_corpus(scale, duration_scale=0.5)
+    archive_path = synthetic_archive.write_archive(workdir / "Audio.tar", synthetic_archive.layout_members(corpus, "tar_cf"))
+    exported = subprocess.run([sys.executable, str(PROJECT_DIR / "export_jsonl.py"), "--archive", str(archive_path),
+                               "--datadir", str(workdir / "from-disk")], capture_output=True, text=True)
+    if exported.returncode:
+        sys.exit(exported.stderr.strip())
+    return archive_path, workdir / "from-disk" / "emotiontalk" / "zh-en.jsonl"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("archive", type=Path, nargs="?", help="an Audio.tar, e.g. from bench/make_archive.py")
+    parser.add_argument("archive", type=Path, nargs="?",
+                        help="an Audio.tar, e.g. from bench/make_archive.py (default: a synthetic one, written here and removed)")
+    parser.add_argument("--synthetic-scale", type=float, default=0.02,
+                        help="without an archive: the share of the real archive's utterances in the synthetic one (default 0.02)")
     parser.add_argument("--rate", type=float, default=150, help="each connection's cap, in MB/s (default 150)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each, for medians (default 3)")
     parser.add_argument("--workdir", type=Path, help="put the runs' outputs in a new folder inside this one")
@@ -103,24 +128,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="emotiontalk-from-hub-", dir=args.workdir))
-    transports = tuple(args.transports)
-    results = {(transport, kind): [] for transport in transports for kind in RUN_NAMES}
-    with StandInHub(args.archive.resolve(), rate_limit=args.rate * 1e6) as hub:
-        print(f"archive: {args.archive} ({hub.size / 1e9:.2f} GB), served on 127.0.0.1 at {args.rate:g} MB/s per connection")
-        print(f"machine: {machine_description()}\n")
-        for repeat in range(args.repeats):
-            for transport in transports if repeat % 2 == 0 else transports[::-1]:
-                hub.xet = transport == "xet"
-                kinds = list(RUN_NAMES)
-                for kind in kinds[repeat % len(kinds):] + kinds[: repeat % len(kinds)]:
-                    run_dir = workdir / f"{transport}-{kind}-{repeat}"
-                    results[transport, kind].append(measure(kind, hub, run_dir, args.expected_manifest and args.expected_manifest.resolve()))
-                    shutil.rmtree(run_dir)
-                    print(f"  repeat {repeat}, {transport}, {kind}: {results[transport, kind][-1]['seconds']:.1f} s", flush=True)
-                manifests = {results[transport, kind][-1]["manifest"] for kind in ("pipeline", "export", "members")}
-                if len(manifests) != 1:
-                    sys.exit(f"over {transport}, the exports' manifests differ from the pipeline's")
-    shutil.rmtree(workdir)
+    try:
+        if args.archive is None:
+            args.archive, args.expected_manifest = synthetic_archive_and_manifest(workdir, args.synthetic_scale)
+        transports = tuple(args.transports)
+        results = {(transport, kind): [] for transport in transports for kind in RUN_NAMES}
+        with StandInHub(args.archive.resolve(), rate_limit=args.rate * 1e6) as hub:
+            print(f"archive: {args.archive} ({hub.size / 1e9:.2f} GB), served on 127.0.0.1 at {args.rate:g} MB/s per connection")
+            print(f"machine: {machine_description()}\n")
+            for repeat in range(args.repeats):
+                for transport in transports if repeat % 2 == 0 else transports[::-1]:
+                    hub.xet = transport == "xet"
+                    kinds = list(RUN_NAMES)
+                    for kind in kinds[repeat % len(kinds):] + kinds[: repeat % len(kinds)]:
+                        run_dir = workdir / f"{transport}-{kind}-{repeat}"
+                        results[transport, kind].append(measure(kind, hub, run_dir, args.expected_manifest and args.expected_manifest.resolve()))
+                        shutil.rmtree(run_dir)
+                        print(f"  repeat {repeat}, {transport}, {kind}: {results[transport, kind][-1]['seconds']:.1f} s", flush=True)
+                    manifests = {results[transport, kind][-1]["manifest"] for kind in ("pipeline", "export", "members")}
+                    if len(manifests) != 1:
+                        sys.exit(f"over {transport}, the exports' manifests differ from the pipeline's")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     print("\n| transport | run | seconds | ratio to (b) | Hub sent, x archive | read from files, x archive | peak anon MB | every run, s |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for (transport, kind), measured in results.items():

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import tarfile
 
+import synthetic_archive
 from conftest import PROJECT_DIR
 
 
@@ -37,20 +38,28 @@ def test_make_archive_and_run_at_a_tiny_scale(tmp_path):
     assert table[0].split(" | ")[2] == "1.00"
 
 
-def test_from_hub_at_a_tiny_scale(tmp_path):
-    archive_path = tmp_path / "Audio.tar"
-    make_archive(archive_path, "--scale", "0.002", "--layout", "tar_cf")
-    exported = subprocess.run([sys.executable, str(PROJECT_DIR / "export_jsonl.py"), "--archive", str(archive_path), "--datadir",
-                               str(tmp_path / "full")], capture_output=True, text=True)
-    assert exported.returncode == 0, exported.stderr
-    result = subprocess.run([sys.executable, str(PROJECT_DIR / "bench" / "from_hub.py"), str(archive_path), "--repeats", "1",
-                             "--rate", "50", "--workdir", str(tmp_path / "work"),
-                             "--expected-manifest", str(tmp_path / "full" / "emotiontalk" / "zh-en.jsonl")],
-                            capture_output=True, text=True)
+def from_hub(tmp_path, *args):
+    return subprocess.run([sys.executable, str(PROJECT_DIR / "bench" / "from_hub.py"), *args, "--repeats", "1", "--rate", "50",
+                           "--workdir", str(tmp_path / "work")], capture_output=True, text=True)
+
+
+def test_from_hub_on_its_own_synthetic_archive_at_a_tiny_scale(tmp_path):
+    """The README's way to try the Hub path without Hub access, scaled down: it leaves nothing behind."""
+    result = from_hub(tmp_path, "--synthetic-scale", "0.002")
     assert result.returncode == 0, result.stdout + result.stderr
     table = [line.split(" | ")[:2] for line in result.stdout.splitlines() if line.startswith("| ranges") or line.startswith("| xet")]
     assert table == [[f"| {transport}", run] for transport in ("ranges", "xet") for run in
                      ("(a) hf_hub_download alone", "(b) (a), then the tarfile copy", "(c) export_jsonl.py",
                       "(d) export_jsonl.py --test-members-only")]
     assert "Xet's parallel connections against one ranged stream" in result.stdout
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_from_hub_says_why_it_fell_back_and_leaves_nothing_behind(tmp_path):
+    """The demo's archive is mostly test members: (d) downloads it whole, which the benchmark cannot compare."""
+    synthetic_archive.write_small_archive(tmp_path / "Audio.tar")
+    result = from_hub(tmp_path, str(tmp_path / "Audio.tar"), "--transports", "ranges")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("bench/from_hub.py: (d) fell back to the whole archive (export_jsonl.py: "
+                                                             "--test-members-only: the test members are spread over")
     assert list((tmp_path / "work").iterdir()) == []
