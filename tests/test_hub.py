@@ -478,8 +478,9 @@ def test_checksum_mismatch_in_the_cache_is_named_and_a_forced_redownload_mends_i
     assert result.returncode != 0 and "in the Hugging Face cache has sha256" in result.stderr
     assert 'it was left as it is: load again with download_mode="force_redownload"' in result.stderr
     [cached] = (tmp_path / "hf-home" / "hub").rglob("Audio.tar")
-    assert cached.read_bytes() != hub.content  # the user's cache keeps what it holds
+    served = cached.read_bytes()
+    assert served != hub.archive_path.read_bytes()  # the damaged bytes served, kept: the cache is the user's
     hub.mode = "normal"
     forced = load_from_hub(tmp_path, hub.url, "force")
     assert forced.returncode == 0, forced.stderr
-    assert json.loads(forced.stdout) == expected_rows(hub.utterances) and cached.read_bytes() == hub.content
+    assert json.loads(forced.stdout) == expected_rows(hub.utterances) and cached.read_bytes() == hub.archive_path.read_bytes()
