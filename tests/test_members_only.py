@@ -4,7 +4,6 @@ download gives, or the full download itself, said in one line."""
 
 import hashlib
 import json
-import os
 import socket
 import tarfile
 
@@ -413,17 +412,12 @@ def test_a_block_with_the_magic_but_not_the_checksum_is_no_header(tmp_path):
     assert not partial_archive.is_header(bytes(257) + b"ustar" + bytes(250))
 
 
-@pytest.mark.parametrize("what", ["missing", "a_folder", "not_readable"])
+@pytest.mark.parametrize("what", ["missing", "a_folder"])
 def test_an_expected_manifest_that_cannot_be_read_is_refused_before_any_request(tmp_path, layout_archive, what):
     archive_path, _ = layout_archive("tar_cf")
     manifest_path = tmp_path / "manifest.jsonl"
     if what == "a_folder":
         manifest_path.mkdir()
-    elif what == "not_readable":
-        manifest_path.write_text("{}\n")
-        manifest_path.chmod(0)
-        if os.access(manifest_path, os.R_OK):
-            pytest.skip("root reads any file")
     with StandInHub(archive_path) as hub:
         assert_one_line_error(export_members(tmp_path, hub, manifest_path), str(manifest_path), "--expected-manifest takes an H2T manifest file")
         assert hub.requests == []
