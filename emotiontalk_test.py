@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import tarfile
+import time
 import traceback
 from typing import BinaryIO, Callable, Dict, Iterator, List, NoReturn, Optional, Tuple
 
@@ -49,6 +50,10 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")  # what the Hub announces as the ETag of a file stored in LFS or Xet
 _ACCESS_HINT = f"accept the conditions at {_HOMEPAGE}, then run `hf auth login` or set HF_TOKEN"
 _LOCAL_COPY_HINT = f"pass a local copy as data_dir=/path/to/{_ARCHIVE_NAME}"
+# The Hub answers 429 past its rate limit of `resolve` requests (3,000 per 5 minutes anonymous, 5,000 with a free
+# account) and says when to ask again: a wait up to this long is waited out, a longer one is said in one line.
+_RATE_LIMIT_WAIT_SECONDS = 60
+_RATE_LIMIT_ATTEMPTS = 3
 # Transport errors of the HTTP clients huggingface_hub may use: requests (0.x), httpx (1.x), httpx2 (2.x).
 _HTTPX_MODULES = ("httpx", "httpx2")
 _BODY_CUT_SHORT = ("requests.exceptions.ChunkedEncodingError",) + tuple(
@@ -355,12 +360,30 @@ def sample_id_of(annotation: _Annotation, archive_name: str) -> str:
 def hub_file_metadata(
     revision: str = "main", token: Optional[str] = None, local_copy_hint: str = _LOCAL_COPY_HINT
 ) -> huggingface_hub.HfFileMetadata:
-    """What the Hub announces for Audio.tar (size, sha256 as ETag); fails with one clear line when it cannot."""
+    """What the Hub announces for Audio.tar (size, sha256 as ETag, and where its bytes are); fails with one clear
+    line when it cannot. Past the Hub's rate limit, waits as long as it asks, up to _RATE_LIMIT_WAIT_SECONDS."""
     url = huggingface_hub.hf_hub_url(_REPO_ID, _ARCHIVE_NAME, repo_type="dataset", revision=revision)
-    try:
-        return huggingface_hub.get_hf_file_metadata(url, token=token)
-    except Exception as error:
-        raise_hub_error(error, revision, token, local_copy_hint)
+    for attempt in range(_RATE_LIMIT_ATTEMPTS):
+        try:
+            return huggingface_hub.get_hf_file_metadata(url, token=token)
+        except Exception as error:
+            wait = rate_limit_wait(error)
+            if wait is None or wait > _RATE_LIMIT_WAIT_SECONDS or attempt == _RATE_LIMIT_ATTEMPTS - 1:
+                raise_hub_error(error, revision, token, local_copy_hint)
+            logger.warning(f"the Hub's rate limit is reached; waiting {wait} s, as it asks, before asking again")
+            time.sleep(wait)
+
+
+def rate_limit_wait(error: Exception) -> Optional[int]:
+    """For a 429 from the Hub, the seconds it asks to wait (`Retry-After`, or the `t` of its `RateLimit` header,
+    10 without either); None for any other error."""
+    response = getattr(error, "response", None)
+    if getattr(response, "status_code", None) != 429:
+        return None
+    headers = response.headers
+    retry_after = headers.get("Retry-After", "")
+    reset = re.search(r"(?:^|;)\s*t=(\d+)", headers.get("RateLimit", ""))
+    return int(retry_after) if retry_after.isdigit() else int(reset.group(1)) if reset else 10
 
 
 def download_archive(revision: str = "main", token: Optional[str] = None, force_download: bool = False) -> str:
@@ -464,6 +487,11 @@ def hub_error_message(
             f"command again, or set HF_HUB_DISABLE_XET=1 to download over plain HTTP"
         )
     status = getattr(getattr(error, "response", None), "status_code", None)
+    if status == 429:
+        return (
+            f"the Hub refuses more requests for now (its rate limit; it asks to wait {rate_limit_wait(error)} s): "
+            f"run the same command again then"
+        )
     if isinstance(error, errors.RepositoryNotFoundError) or status in (401, 403):
         if (token or huggingface_hub.get_token()) is None:
             return f"{_REPO_ID} is gated and no Hub token was found: {_ACCESS_HINT}"

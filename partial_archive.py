@@ -34,6 +34,8 @@ import json
 import os
 import shutil
 import tarfile
+import threading
+import urllib.parse
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
@@ -95,7 +97,7 @@ def fetch_test_members(ranges_dir: Path, revision: str, token: str | None = None
     url = huggingface_hub.hf_hub_url(REPO_ID, ARCHIVE_NAME, repo_type="dataset", revision=revision)
     ranges = FetchedRanges(ranges_dir)
     ranges.prepare({"sha256": expected.etag, "size": expected.size}, force)
-    with RangeReader(url, token, revision, expected.size) as reader:
+    with RangeReader(url, token, revision, expected) as reader:
         plan = ranges.plan()
         if plan is None:
             plan = ArchiveLayout(reader, expected.size).ranges_to_fetch()
@@ -146,12 +148,32 @@ def prove_whole(split: emotiontalk_test.SplitIndex, manifest: bytes, expected_sh
 
 class RangeReader:
     """Byte ranges of the archive by HTTP, through huggingface_hub's `http_get` (with its retries and errors) from
-    several threads at once."""
+    several threads at once.
 
-    def __init__(self, url: str, token: str | None, revision: str, size: int):
-        self.url, self.token, self.revision, self.size = url, token, revision, size
-        self.headers = huggingface_hub.utils.build_hf_headers(token=token)
+    The ranges are read where the Hub's `resolve` URL sends them: for a file in LFS or Xet storage, a URL on the
+    storage's host, signed for about an hour, which takes no `Authorization` header. So one `resolve` request, which
+    the Hub counts against its rate limit, serves every range, instead of one each; once the signature expires
+    (403 from the storage), the URL is resolved again."""
+
+    def __init__(self, url: str, token: str | None, revision: str, announced: huggingface_hub.HfFileMetadata):
+        self.url, self.token, self.revision, self.size = url, token, revision, announced.size
         self.pool = concurrent.futures.ThreadPoolExecutor(CONNECTIONS, thread_name_prefix="range")
+        self.resolving = threading.Lock()
+        self.source = self.source_of(announced)
+
+    def source_of(self, announced: huggingface_hub.HfFileMetadata) -> tuple[str, dict]:
+        """Where to read the bytes, and with which headers: the token goes to the Hub's host only."""
+        headers = huggingface_hub.utils.build_hf_headers(token=self.token)
+        location = announced.location or self.url
+        if urllib.parse.urlsplit(location).netloc != urllib.parse.urlsplit(self.url).netloc:
+            headers.pop("authorization", None)
+        return location, headers
+
+    def resolve_again(self, expired: str) -> None:
+        """A fresh signed URL, unless another thread got one since `expired` failed."""
+        with self.resolving:
+            if self.source[0] == expired:
+                self.source = self.source_of(emotiontalk_test.hub_file_metadata(self.revision, self.token, LOCAL_COPY_HINT))
 
     def __enter__(self) -> "RangeReader":
         return self
@@ -166,20 +188,27 @@ class RangeReader:
     def read(self, start: int, end: int, into: BinaryIO | None = None, progress: tqdm | None = None) -> bytes | None:
         """Bytes [start, end) of the archive; into `into` if given (a file), else returned."""
         target = into or io.BytesIO()
-        try:
-            huggingface_hub.file_download.http_get(
-                self.url,
-                BoundedWriter(target, end - start),
-                headers={**self.headers, "Range": f"bytes={start}-{end - 1}"},
-                expected_size=end - start,
-                displayed_filename=ARCHIVE_NAME,
-                # One bar for all the ranges (a private parameter of http_get, in 0.36 and 2.x alike); none for probes.
-                _tqdm_bar=progress or tqdm(disable=True),
-            )
-        except RangeNotHonoured as error:
-            raise Unproven(str(error)) from None
-        except Exception as error:  # noqa: BLE001 - huggingface_hub's and the HTTP client's errors, said in one line
-            emotiontalk_test.raise_hub_error(error, self.revision, self.token, LOCAL_COPY_HINT, resumable=True)
+        for attempt in range(2):
+            location, headers = self.source
+            try:
+                huggingface_hub.file_download.http_get(
+                    location,
+                    BoundedWriter(target, end - start),
+                    headers={**headers, "Range": f"bytes={start}-{end - 1}"},
+                    expected_size=end - start,
+                    displayed_filename=ARCHIVE_NAME,
+                    # One bar for all the ranges (a private parameter of http_get, in 0.36 and 2.x alike); none for probes.
+                    _tqdm_bar=progress or tqdm(disable=True),
+                )
+                break
+            except RangeNotHonoured as error:
+                raise Unproven(str(error)) from None
+            except Exception as error:  # noqa: BLE001 - huggingface_hub's and the HTTP client's errors, said in one line
+                status = getattr(getattr(error, "response", None), "status_code", None)
+                if attempt == 0 and status == 403 and location != self.url:
+                    self.resolve_again(location)
+                    continue
+                emotiontalk_test.raise_hub_error(error, self.revision, self.token, LOCAL_COPY_HINT, resumable=True)
         return None if into else target.getvalue()
 
 

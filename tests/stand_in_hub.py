@@ -26,9 +26,17 @@ Xet modes: "normal"; "outage" (xorb data stops for good after `xet_drop_after` b
 file at `xet_damage_offset`, the middle by default, is flipped in the chunk that holds it, under the same
 headers); "token_401" and "token_403" (the token route refuses, as the Hub does for a gated repository).
 
-`bytes_sent` counts the bytes of file and xorb data sent in bodies, for the tests and bench/ to weigh a download.
+`bytes_sent` counts the bytes of file and xorb data sent in bodies, for the tests and bench/ to weigh a download;
+`resolve_requests` counts the requests of the `resolve` URL, which the real Hub counts against a rate limit.
 
-`rate_limit` caps what each connection sends, in bytes per second, as a real link would.
+What makes it behave as a distant Hub does: `rate_limit` caps what each connection sends, in bytes per second, as
+a real link would; `delay` adds that many seconds to every request; with `redirect=True`, `resolve` answers, as the
+Hub does, 302 with the file's headers and a `Location` on another host (`localhost` for `127.0.0.1`): a storage URL
+signed for `signed_url_seconds`, which serves the bytes (`Range` included) and refuses, as signed storage does, a
+request that also carries an `Authorization` header (400), or that comes after the signature expired (403): here,
+after `signed_url_requests` requests of one URL, if set, so that a test can have it expire at a known point.
+`rate_limited` > 0 answers that many `resolve` requests 429, with `Retry-After` and `RateLimit` headers that say to
+wait `retry_after` seconds, as the Hub does past its rate limit.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 GOOD_TOKEN = "hf_granted_token"
 XET_ACCESS_TOKEN = "xet_stand_in_access_token"
@@ -55,7 +63,8 @@ SEND_PIECE_BYTES = 1 << 20
 
 class StandInHub:
     def __init__(self, archive_path: os.PathLike, repo_id: str = "BAAI/Emotiontalk", filename: str = "Audio.tar",
-                 xet: bool = False, chunks_per_xorb: int = 1024, rate_limit: float | None = None):
+                 xet: bool = False, chunks_per_xorb: int = 1024, rate_limit: float | None = None, delay: float = 0.0,
+                 redirect: bool = False):
         self.archive_path, self.repo_id, self.filename = Path(archive_path), repo_id, filename
         self.size = self.archive_path.stat().st_size
         self._fd = os.open(self.archive_path, os.O_RDONLY)
@@ -65,6 +74,12 @@ class StandInHub:
         self.chunk_count = max(1, -(-self.size // XET_CHUNK_BYTES))
         self.xorb_hashes = [hashlib.sha256(f"xorb {index} of {self.xet_hash}".encode()).hexdigest()
                             for index in range(-(-self.chunk_count // chunks_per_xorb))]
+        self.delay, self.redirect = delay, redirect
+        self.signed_url_seconds = 3600.0
+        self.signed_url_requests: int | None = None
+        self._uses: dict[str, int] = {}
+        self.rate_limited, self.retry_after = 0, 1
+        self.resolve_requests = 0
         self.mode = "normal"
         self.xet_mode = "normal"
         self.drop_after = self.xet_drop_after = 0
@@ -100,8 +115,18 @@ class StandInHub:
             data = bytes([data[0] ^ 0xFF]) + data[1:]
         return data
 
+    @property
+    def storage_url(self) -> str:
+        """The host the signed storage URLs name: the same server, reached by another name."""
+        return f"http://localhost:{self._server.server_address[1]}"
+
     def ranges_requested(self) -> list[str]:
-        return [headers.get("range", "") for method, path, headers in self.requests if method == "GET" and "/resolve/" in path]
+        """The `Range` of every GET of the file's bytes ("" for the whole file), from `resolve` or from storage."""
+        return [headers.get("range", "") for method, path, headers in self.requests
+                if method == "GET" and ("/resolve/" in path or path.startswith("/storage/"))]
+
+    def signature(self, expires: str) -> str:
+        return hashlib.sha256(f"{self.sha256} until {expires}".encode()).hexdigest()[:32]
 
     def xet_requests(self) -> list[str]:
         return [path for method, path, headers in self.requests
@@ -215,7 +240,22 @@ def _handler_for(hub: StandInHub):
         def _dispatch(self, send_body: bool) -> None:
             url = urlsplit(self.path)
             path = unquote(url.path)
-            hub.requests.append((self.command, path, {k.lower(): v for k, v in self.headers.items()}))
+            with hub._lock:
+                hub.requests.append((self.command, path, {k.lower(): v for k, v in self.headers.items()}))
+                resolving = resolve_path.match(path) is not None
+                hub.resolve_requests += resolving
+                limited = resolving and hub.rate_limited > 0
+                hub.rate_limited -= limited
+            if hub.delay:
+                time.sleep(hub.delay)
+            if limited:
+                self._json(429, {"error": "rate limited"}, headers={
+                    "Retry-After": str(hub.retry_after), "RateLimit": f'"resolvers";r=0;t={hub.retry_after}',
+                    "RateLimit-Policy": '"fixed window";"resolvers";q=3000;w=300'})
+                return
+            if path.startswith("/storage/"):
+                self._storage(path, dict(parse_qsl(url.query)), send_body)
+                return
             if hub.xet and path.startswith("/xorbs/"):
                 self._xorb(path, unquote(url.query))
                 return
@@ -267,18 +307,57 @@ def _handler_for(hub: StandInHub):
             if start >= hub.size:
                 self._error(416, None, "Requested range not satisfiable")
                 return
-            status = 206 if self.headers.get("Range") and hub.mode != "whole_file" else 200
-            self.send_response(status)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(end - start))
+            if hub.redirect:
+                expires = f"{time.time() + hub.signed_url_seconds:.6f}"  # each URL its own, as each signature is
+                self.send_response(302)
+                self._file_headers(revision)
+                self.send_header("Location", f"{hub.storage_url}/storage/{hub.sha256}?Expires={expires}&Signature={hub.signature(expires)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self._file(revision, start, end, send_body)
+
+        def _storage(self, path: str, query: dict, send_body: bool) -> None:
+            """The signed storage URL that `resolve` redirects to, as the Hub's storage answers it."""
+            if path != f"/storage/{hub.sha256}" or query.get("Signature") != hub.signature(query.get("Expires", "")):
+                self._error(403, None, "SignatureDoesNotMatch")
+            elif self.headers.get("Authorization"):
+                self._error(400, None, "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
+                                       "Signature query string parameter or the Authorization header should be specified")
+            elif float(query["Expires"]) < time.time() or not self._another_use(query["Signature"]):
+                self._error(403, None, "Request has expired")
+            else:
+                start, end = (0, hub.size) if hub.mode == "whole_file" else _byte_range(self.headers.get("Range", ""), hub.size) or (0, hub.size)
+                if start >= hub.size:
+                    self._error(416, None, "Requested range not satisfiable")
+                else:
+                    self._file(None, start, end, send_body)
+
+        def _another_use(self, signature: str) -> bool:
+            with hub._lock:
+                hub._uses[signature] = hub._uses.get(signature, 0) + 1
+                return hub.signed_url_requests is None or hub._uses[signature] <= hub.signed_url_requests
+
+        def _file_headers(self, revision: str | None) -> None:
+            """The file's own headers; those of the Hub with the `revision` it was asked for, from `resolve`."""
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("ETag", f'"{hub.sha256}"')
+            if revision is None:
+                return
             self.send_header("X-Linked-Etag", f'"{hub.sha256}"')
             self.send_header("X-Linked-Size", str(hub.size))
             self.send_header("X-Repo-Commit", COMMIT)
             if hub.xet:
                 self.send_header("X-Xet-Hash", hub.xet_hash)
                 self.send_header("X-Xet-Refresh-Route", f"{hub.url}/api/datasets/{hub.repo_id}/xet-read-token/{revision}")
+
+        def _file(self, revision: str | None, start: int, end: int, send_body: bool) -> None:
+            """Bytes [start, end) of the file, with its headers, 206 for a `Range` request (but in "whole_file" mode)."""
+            status = 206 if self.headers.get("Range") and hub.mode != "whole_file" else 200
+            self.send_response(status)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(end - start))
+            self._file_headers(revision)
             if status == 206:
                 self.send_header("Content-Range", f"bytes {start}-{end - 1}/{hub.size}")
             self.end_headers()

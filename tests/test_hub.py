@@ -43,6 +43,13 @@ def hub(small_archive):
         yield stand_in
 
 
+@pytest.fixture
+def redirecting_hub(hub):
+    """The stand-in as the Hub answers for a file in storage: `resolve` redirects to a signed URL on another host."""
+    hub.redirect = True
+    return hub
+
+
 def hub_env(tmp_path, endpoint, token=GOOD_TOKEN, **extra):
     """A fresh Hugging Face home per test, the stand-in as endpoint, and the token (if any) in HF_TOKEN."""
     env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf-home"), **XET_QUICK_RETRIES, **extra}
@@ -484,3 +491,17 @@ def test_checksum_mismatch_in_the_cache_is_named_and_a_forced_redownload_mends_i
     forced = load_from_hub(tmp_path, hub.url, "force")
     assert forced.returncode == 0, forced.stderr
     assert json.loads(forced.stdout) == expected_rows(hub.utterances) and cached.read_bytes() == hub.archive_path.read_bytes()
+
+
+def test_every_client_follows_the_redirect_to_storage_without_its_token(tmp_path, redirecting_hub):
+    """hf_hub_download (load_dataset's build), datasets' streaming, and the exporter's own download, each through
+    the signed storage URL, which refuses a request that carries the token."""
+    export = export_from_hub(tmp_path / "export", redirecting_hub.url)
+    assert export.returncode == 0, export.stderr
+    assert_exported(tmp_path / "export" / "h2t" / "emotiontalk", redirecting_hub.utterances)
+    for mode in ("build", "stream"):
+        loaded = load_from_hub(tmp_path / mode, redirecting_hub.url, mode)
+        assert loaded.returncode == 0, loaded.stderr
+        assert json.loads(loaded.stdout) == expected_rows(redirecting_hub.utterances)
+    storage_requests = [headers for _, path, headers in redirecting_hub.requests if path.startswith("/storage/")]
+    assert storage_requests and not any("authorization" in headers for headers in storage_requests)

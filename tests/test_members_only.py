@@ -449,3 +449,33 @@ def test_without_an_expected_manifest_the_split_is_proven_against_h2ts(tmp_path,
         result = export_from_hub(tmp_path, hub.url, "--test-members-only")
         assert result.returncode == 0 and not fell_back(result), result.stderr
     assert (export_dir(tmp_path) / "zh-en.jsonl").read_bytes() == "".join(reference_lines).encode("utf-8")
+
+
+@pytest.mark.parametrize("expiring", [False, True], ids=["signed", "expiring"])
+def test_ranges_are_read_from_the_signed_storage_url_that_resolve_redirects_to(tmp_path, layout_archive, layout_corpus, expiring):
+    """As the Hub does: `resolve` answers 302 to storage on another host, signed for a while, which refuses a token.
+    One `resolve` request serves all ranges (and another each time the signature expires), not one a range."""
+    archive_path, manifest_path = layout_archive("grouped")
+    with StandInHub(archive_path, redirect=True, delay=0.01) as hub:
+        hub.signed_url_requests = 40 if expiring else None
+        result = export_members(tmp_path, hub, manifest_path)
+        assert result.returncode == 0 and not fell_back(result), result.stderr
+        storage_requests = [headers for _, path, headers in hub.requests if path.startswith("/storage/")]
+    assert len(storage_requests) > 80 and not any("authorization" in headers for headers in storage_requests)
+    # Every URL serves 40 requests; those that come after, from threads still on an expired one, are refused too.
+    assert 2 <= hub.resolve_requests <= 1 + len(storage_requests) // 40 if expiring else hub.resolve_requests == 1
+    assert_exported(export_dir(tmp_path), layout_corpus)
+
+
+@pytest.mark.parametrize("retry_after", [1, 3600])
+def test_a_rate_limited_hub_is_waited_for_as_it_asks_or_said_in_one_line(tmp_path, layout_archive, layout_corpus, retry_after):
+    archive_path, manifest_path = layout_archive("grouped")
+    with StandInHub(archive_path, redirect=True) as hub:
+        hub.rate_limited, hub.retry_after = 1, retry_after
+        result = export_members(tmp_path, hub, manifest_path)
+    if retry_after == 1:
+        assert result.returncode == 0 and not fell_back(result), result.stderr
+        assert "the Hub's rate limit is reached; waiting 1 s, as it asks, before asking again" in result.stderr
+        assert_exported(export_dir(tmp_path), layout_corpus)
+    else:
+        assert_one_line_error(result, "the Hub refuses more requests for now (its rate limit; it asks to wait 3600 s)")
