@@ -3,22 +3,31 @@
 A Hugging Face `datasets` loading script (needs `datasets` 3.6; later releases do not run loading scripts).
 It reads `Audio.tar` of the gated Hub dataset BAAI/Emotiontalk, or a local copy given as `data_dir` (the file, or
 the folder that holds it), and yields the utterances of speaker groups G00003 and G00015, ordered by `sample_id`.
+
+From the Hub it fetches only the byte ranges of the archive that hold the test split (ranged_tar.py finds them),
+into the `datasets` download cache, and builds from them once they prove to be the whole split: every test
+annotation's WAV is there, and the split gives H2T's published manifest (h2t_manifest.py). Where they do not, one
+warning says why and the whole archive is downloaded. `test_members_only=False` downloads the whole archive.
+The modules beside it are imported relatively, so that `datasets` copies them into its module cache with it.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import re
-import sys
 import tarfile
-import time
-import traceback
-from typing import BinaryIO, Callable, Dict, Iterator, List, NoReturn, Optional, Tuple
+from pathlib import Path
+from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
 
 import datasets
 import huggingface_hub
 from datasets.utils import tqdm
+
+from .h2t_manifest import H2T_MANIFEST_SHA256, manifest_line
+from .hub_archive import ARCHIVE_NAME, HOMEPAGE, LOCAL_COPY_HINT, REPO_ID, ArchiveError, download_archive, hub_file_metadata, offline_message, raise_hub_error
+from .ranged_tar import RangeFiles, RangeReader, Selection, Unproven, checked_member_name, fetch_ranges
 
 _CITATION = """\
 @article{sun2025emotiontalk,
@@ -38,44 +47,26 @@ This script defines its test split, the 1929 utterances of speaker groups G00003
 audio, the Mandarin transcription, the emotion label, the speaker and the full original annotation record.
 """
 
-_HOMEPAGE = "https://huggingface.co/datasets/BAAI/Emotiontalk"
 _LICENSE = "cc-by-nc-sa-4.0"
 
-_REPO_ID = "BAAI/Emotiontalk"
-_ARCHIVE_NAME = "Audio.tar"
 _AUDIO_PREFIX = "Audio/wav/"
 _TEST_GROUPS = ("G00003", "G00015")
 _EMOTIONS = ["angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised"]
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]+")
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")  # what the Hub announces as the ETag of a file stored in LFS or Xet
-_ACCESS_HINT = f"accept the conditions at {_HOMEPAGE}, then run `hf auth login` or set HF_TOKEN"
-_LOCAL_COPY_HINT = f"pass a local copy as data_dir=/path/to/{_ARCHIVE_NAME}"
-# The Hub answers 429 past its rate limit of `resolve` requests (3,000 per 5 minutes anonymous, 5,000 with a free
-# account) and says when to ask again: a wait up to this long is waited out, a longer one is said in one line.
-_RATE_LIMIT_WAIT_SECONDS = 60
-_RATE_LIMIT_ATTEMPTS = 3
-# Transport errors of the HTTP clients huggingface_hub may use: requests (0.x), httpx (1.x), httpx2 (2.x).
-_HTTPX_MODULES = ("httpx", "httpx2")
-_BODY_CUT_SHORT = ("requests.exceptions.ChunkedEncodingError",) + tuple(
-    f"{module}.{name}" for module in _HTTPX_MODULES for name in ("RemoteProtocolError", "ReadError")
-)
-_NO_CONNECTION = ("requests.exceptions.ConnectionError", "requests.exceptions.Timeout") + tuple(
-    f"{module}.{name}" for module in _HTTPX_MODULES for name in ("ConnectError", "TimeoutException")
-)
-
 logger = datasets.logging.get_logger(__name__)
-
-
-class ArchiveError(ValueError):
-    """The archive, or the Hub that serves it, cannot give a correct test split; the message says what to do."""
 
 
 @dataclasses.dataclass
 class EmotionTalkConfig(datasets.BuilderConfig):
-    """`archive_revision`: Hub revision of Audio.tar. `archive_fingerprint` is set by the builder from the
-    local archive's size and modification time, so that a changed archive gets a fresh cache."""
+    """`archive_revision`: Hub revision of Audio.tar. `test_members_only`: from the Hub, fetch only the ranges of
+    Audio.tar that hold the test split (False: download the whole archive). `expected_manifest_sha256`: the sha256
+    of the manifest a full export of the archive gives, which proves those ranges whole (default: H2T's).
+    `archive_fingerprint` is set by the builder from the local archive's size and modification time, so that a
+    changed archive gets a fresh cache."""
 
     archive_revision: str = "main"
+    test_members_only: bool = True
+    expected_manifest_sha256: str = H2T_MANIFEST_SHA256
     archive_fingerprint: Optional[str] = None
 
 
@@ -115,21 +106,43 @@ class EmotionTalkTest(datasets.GeneratorBasedBuilder):
         token = dl_manager.download_config.token
         revision = self.config.archive_revision
         if self.config.data_dir:
-            archive_path = local_archive_path(self.config.data_dir)
+            source = {"archive_path": local_archive_path(self.config.data_dir)}
         elif dl_manager.is_streaming:
             if huggingface_hub.constants.HF_HUB_OFFLINE:
                 raise ArchiveError(
-                    f"streaming reads {_REPO_ID}/{_ARCHIVE_NAME} from the Hub, and HF_HUB_OFFLINE is set; load without "
-                    f"streaming=True (which works offline once the archive is downloaded), or {_LOCAL_COPY_HINT}"
+                    f"streaming reads {REPO_ID}/{ARCHIVE_NAME} from the Hub, and HF_HUB_OFFLINE is set; load without "
+                    f"streaming=True (which works offline once the archive is downloaded), or {LOCAL_COPY_HINT}"
                 )
             # Read over HTTP range requests; `open` in this module is datasets' remote-aware `xopen` here.
             hub_file_metadata(revision, token)
-            archive_path = f"hf://datasets/{_REPO_ID}@{revision}/{_ARCHIVE_NAME}"
+            source = {"archive_path": f"hf://datasets/{REPO_ID}@{revision}/{ARCHIVE_NAME}"}
         else:
-            archive_path = download_archive(revision, token, dl_manager.download_config.force_download)
-        return [datasets.SplitGenerator(name=datasets.Split.TEST, gen_kwargs={"archive_path": archive_path})]
+            source = self._downloaded(dl_manager, revision, token)
+        return [datasets.SplitGenerator(name=datasets.Split.TEST, gen_kwargs=source)]
 
-    def _generate_examples(self, archive_path):
+    def _downloaded(self, dl_manager, revision: str, token: Optional[str]) -> dict:
+        """The test split's ranges of Audio.tar, fetched into the download cache and proven whole; else, or with
+        `test_members_only=False`, the whole archive in the Hugging Face cache."""
+        force = dl_manager.download_config.force_download
+        if self.config.test_members_only and not huggingface_hub.constants.HF_HUB_OFFLINE:
+            announced = hub_file_metadata(revision, token)
+            cache_dir = dl_manager.download_config.cache_dir or datasets.config.DOWNLOADED_DATASETS_PATH
+            ranges_dir = Path(cache_dir) / f"{REPO_ID.replace('/', '--')}--{ARCHIVE_NAME}.ranges" / announced.etag
+            try:
+                fetch_test_members(ranges_dir, revision, token, force)
+                with ranges_split(ranges_dir) as (split, _):
+                    prove_whole(split, self.config.expected_manifest_sha256)
+                return {"ranges_dir": str(ranges_dir)}
+            except Unproven as reason:
+                logger.warning(f"{REPO_ID}/{ARCHIVE_NAME}: the test members alone are not proven the whole split ({reason}); "
+                               f"downloading the whole archive instead")
+        return {"archive_path": download_archive(revision, token, force)}
+
+    def _generate_examples(self, archive_path: Optional[str] = None, ranges_dir: Optional[str] = None):
+        if ranges_dir is not None:
+            with ranges_split(Path(ranges_dir)) as (split, read_audio):
+                yield from split.examples(read_audio)
+            return
         with open(archive_path, "rb") as archive_file:
             split = index_archive(archive_file, archive_path)
             yield from split.examples(lambda location: read_member(archive_file, location, archive_path))
@@ -151,7 +164,7 @@ def dataset_info() -> datasets.DatasetInfo:
     return datasets.DatasetInfo(
         description=_DESCRIPTION,
         features=features,
-        homepage=_HOMEPAGE,
+        homepage=HOMEPAGE,
         license=_LICENSE,
         citation=_CITATION,
     )
@@ -186,7 +199,7 @@ class SplitIndex:
         if not self.annotations:
             raise ArchiveError(
                 f"{self.archive_name}: no annotation of the test groups {' or '.join(_TEST_GROUPS)}; "
-                f"is this EmotionTalk's {_ARCHIVE_NAME}?"
+                f"is this EmotionTalk's {ARCHIVE_NAME}?"
             )
 
     def samples_without_audio(self) -> List[str]:
@@ -227,9 +240,9 @@ class SplitIndex:
 def local_archive_path(data_dir: str) -> str:
     """`data_dir` itself when it is a file, else the `Audio.tar` inside it, which must exist."""
     path = os.path.abspath(os.path.expanduser(data_dir))
-    archive_path = path if os.path.isfile(path) else os.path.join(path, _ARCHIVE_NAME)
+    archive_path = path if os.path.isfile(path) else os.path.join(path, ARCHIVE_NAME)
     if not os.path.isfile(archive_path):
-        raise ArchiveError(f"{archive_path}: no such file; data_dir must be {_ARCHIVE_NAME}, or the folder that holds it")
+        raise ArchiveError(f"{archive_path}: no such file; data_dir must be {ARCHIVE_NAME}, or the folder that holds it")
     return archive_path
 
 
@@ -259,7 +272,7 @@ def iter_members(archive_file: BinaryIO, archive_name: str) -> Iterator[Tuple[ta
         raise ArchiveError(f"{archive_name}: not a readable tar archive ({error}); download it again") from None
     # Every bar here is erased if what it follows fails, and kept once it is complete: a failure then says its one
     # line with no bar above it.
-    with tqdm(total=archive_size, unit="B", unit_scale=True, desc=f"Indexing {_ARCHIVE_NAME}", leave=False) as progress:
+    with tqdm(total=archive_size, unit="B", unit_scale=True, desc=f"Indexing {ARCHIVE_NAME}", leave=False) as progress:
         while True:
             try:
                 member = archive.next()
@@ -276,20 +289,6 @@ def iter_members(archive_file: BinaryIO, archive_name: str) -> Iterator[Tuple[ta
         check_end_of_archive(archive_file, archive.offset, archive_name)
         progress.update(archive_size - progress.n)
         progress.leave = True
-
-
-def checked_member_name(member: tarfile.TarInfo, archive_name: str) -> str:
-    """The member's name without a leading `./`; links, special files and paths leaving the archive are refused."""
-    name = member.name[2:] if member.name.startswith("./") else member.name
-    if member.issym() or member.islnk():
-        problem = "is a link"
-    elif not (member.isfile() or member.isdir()):
-        problem = "is not a regular file"
-    elif name.startswith("/") or ".." in name.split("/"):
-        problem = "has a path outside the archive"
-    else:
-        return name
-    raise ArchiveError(f"{archive_name}: member {member.name} {problem}; refusing the archive, download it again")
 
 
 def check_end_of_archive(archive_file: BinaryIO, end_offset: int, archive_name: str) -> None:
@@ -357,166 +356,61 @@ def sample_id_of(annotation: _Annotation, archive_name: str) -> str:
     return sample_id
 
 
-def hub_file_metadata(
-    revision: str = "main", token: Optional[str] = None, local_copy_hint: str = _LOCAL_COPY_HINT
-) -> huggingface_hub.HfFileMetadata:
-    """What the Hub announces for Audio.tar (size, sha256 as ETag, and where its bytes are); fails with one clear
-    line when it cannot. Past the Hub's rate limit, waits as long as it asks, up to _RATE_LIMIT_WAIT_SECONDS."""
-    url = huggingface_hub.hf_hub_url(_REPO_ID, _ARCHIVE_NAME, repo_type="dataset", revision=revision)
-    for attempt in range(_RATE_LIMIT_ATTEMPTS):
-        try:
-            return huggingface_hub.get_hf_file_metadata(url, token=token)
-        except Exception as error:
-            wait = rate_limit_wait(error)
-            if wait is None or wait > _RATE_LIMIT_WAIT_SECONDS or attempt == _RATE_LIMIT_ATTEMPTS - 1:
-                raise_hub_error(error, revision, token, local_copy_hint)
-            logger.warning(f"the Hub's rate limit is reached; waiting {wait} s, as it asks, before asking again")
-            time.sleep(wait)
+def member_kind(name: str, data: Optional[bytes]) -> Tuple[str, Optional[str]]:
+    """What a member of Audio.tar is, for ranged_tar's probes: "audio" of the group its path names, "annotation" of
+    the group of the audio its `file_path` names (None until its data is read whole), or "other"."""
+    if name.startswith(_AUDIO_PREFIX) and name.endswith(".wav"):
+        return "audio", name[len(_AUDIO_PREFIX):].split("/", 1)[0]
+    if not name.endswith(".json"):
+        return "other", None
+    with contextlib.suppress(ValueError, AttributeError):
+        record = json.loads(data.decode("utf-8-sig"))
+        file_path = record.get("file_path", record.get("file_name"))
+        if isinstance(file_path, str):
+            return "annotation", file_path.split("/", 1)[0]
+    return "annotation", None
 
 
-def rate_limit_wait(error: Exception) -> Optional[int]:
-    """For a 429 from the Hub, the seconds it asks to wait (`Retry-After`, or the `t` of its `RateLimit` header,
-    10 without either); None for any other error."""
-    response = getattr(error, "response", None)
-    if getattr(response, "status_code", None) != 429:
-        return None
-    headers = response.headers
-    retry_after = headers.get("Retry-After", "")
-    reset = re.search(r"(?:^|;)\s*t=(\d+)", headers.get("RateLimit", ""))
-    return int(retry_after) if retry_after.isdigit() else int(reset.group(1)) if reset else 10
+# The test groups' audio and annotations, and every run of annotations: an annotation's group is told by its data only.
+_TEST_MEMBERS = Selection(member_kind, _TEST_GROUPS, ("annotation",))
 
 
-def download_archive(revision: str = "main", token: Optional[str] = None, force_download: bool = False) -> str:
-    """Audio.tar in the Hugging Face cache, downloaded first if need be (anew with `force_download`), checked
-    against the size and sha256 that the Hub announces. The cache is the user's: a copy that fails the check is
-    named, never deleted."""
-    expected = None if huggingface_hub.constants.HF_HUB_OFFLINE else hub_file_metadata(revision, token)
-    try:
-        archive_path = huggingface_hub.hf_hub_download(
-            _REPO_ID, _ARCHIVE_NAME, repo_type="dataset", revision=revision, token=token, force_download=force_download
-        )
-    except Exception as error:
-        raise_hub_error(error, revision, token)
-    problem = None if expected is None else archive_problem(archive_path, expected.size, expected.etag)
-    if problem:
-        raise ArchiveError(
-            f"{archive_path} in the Hugging Face cache {problem}; it was left as it is: load again with "
-            f'download_mode="force_redownload" to download it anew'
-        )
-    return archive_path
-
-
-def archive_problem(
-    archive_path: str,
-    expected_size: Optional[int],
-    expected_sha256: str,
-    record: str = "the Hub announces",
-    sha256: Optional[str] = None,
-) -> Optional[str]:
-    """How the file differs from the size and sha256 announced ("has ... bytes, the Hub announces ..."), or None
-    when it does not; `sha256` is the file's when it was hashed already."""
-    size = os.path.getsize(archive_path)
-    if expected_size is not None and size != expected_size:
-        return f"has {size} bytes, {record} {expected_size}"
-    if _SHA256_HEX.fullmatch(expected_sha256 or ""):
-        sha256 = sha256 or file_sha256(archive_path).hexdigest()
-        if sha256 != expected_sha256:
-            return f"has sha256 {sha256}, {record} {expected_sha256}"
-    return None
-
-
-def file_sha256(path: str, length: Optional[int] = None) -> "hashlib._Hash":
-    """A sha256 object fed with the file's first `length` bytes (all of them by default), with a progress bar."""
-    length = os.path.getsize(path) if length is None else length
-    digest = hashlib.sha256()
-    with open(path, "rb") as file, tqdm(
-        total=length, unit="B", unit_scale=True, disable=length == 0, desc=f"Checking sha256 of {_ARCHIVE_NAME}", leave=False
-    ) as progress:
-        while progress.n < length and (chunk := file.read(min(1 << 22, length - progress.n))):
-            digest.update(chunk)
-            progress.update(len(chunk))
-        progress.leave = True
-    return digest
-
-
-def raise_hub_error(
-    error: Exception, revision: str, token: Optional[str], local_copy_hint: str = _LOCAL_COPY_HINT, resumable: bool = False
-) -> NoReturn:
-    """Turn a failure of huggingface_hub into one clear line; an unforeseen one keeps its cause for debugging.
-    `local_copy_hint` says how the caller takes an archive already on disk; `resumable`, that the caller keeps what
-    it downloaded, so that a lost connection is an interruption to resume."""
-    message = hub_error_message(error, revision, token, local_copy_hint, resumable)
-    if message is None:
-        raise ArchiveError(f"the Hub failed to serve {_REPO_ID}/{_ARCHIVE_NAME}: {str(error).splitlines()[0]}") from error
-    raise ArchiveError(message) from None
-
-
-def hub_error_message(
-    error: Exception,
-    revision: str,
-    token: Optional[str] = None,
-    local_copy_hint: str = _LOCAL_COPY_HINT,
-    resumable: bool = False,
-) -> Optional[str]:
-    """One line that says what went wrong with the Hub and what to do about it; None for a failure not foreseen."""
-    errors = huggingface_hub.errors
-    if isinstance(error, http_client_errors(_BODY_CUT_SHORT + (_NO_CONNECTION if resumable else ()))):
-        return (
-            f"the download of {_REPO_ID}/{_ARCHIVE_NAME} was interrupted ({str(error).splitlines()[0][:120]}); "
-            f"run the same command again to resume where it stopped"
-        )
+def fetch_test_members(
+    ranges_dir: Path, revision: str, token: Optional[str] = None, force: bool = False, local_copy_hint: str = LOCAL_COPY_HINT
+) -> None:
+    """Fetch into `ranges_dir` the byte ranges of Audio.tar on the Hub that hold the test split's members, as far as
+    the archive's layout shows them (ranged_tar.fetch_ranges); Unproven where it does not show them in few ranges."""
     if huggingface_hub.constants.HF_HUB_OFFLINE:
-        return offline_message(local_copy_hint)
-    if isinstance(error, (errors.LocalEntryNotFoundError, *http_client_errors(_NO_CONNECTION))):
-        return (
-            f"cannot reach the Hub at {huggingface_hub.constants.ENDPOINT} for {_REPO_ID}/{_ARCHIVE_NAME} and it is not "
-            f"downloaded yet; {local_copy_hint}, or set HF_HUB_OFFLINE=1 once the archive is downloaded"
-        )
-    # Only a revision the user gave can be wrong on their side; the default one missing is the Hub's (or a mirror's).
-    check = (
-        "check the revision you asked for" if revision != "main"
-        else f"see {_HOMEPAGE}, and check HF_ENDPOINT if you set it (the Hub is {huggingface_hub.constants.ENDPOINT} now)"
-    )
-    if isinstance(error, errors.RevisionNotFoundError):
-        return f"revision {revision!r} of {_REPO_ID} not found on the Hub; {check}"
-    if isinstance(error, errors.EntryNotFoundError):
-        return f"{_ARCHIVE_NAME} not found in {_REPO_ID} at revision {revision!r}; {check}"
-    if raised_by_xet(error):
-        return (
-            f"the Xet download of {_REPO_ID}/{_ARCHIVE_NAME} failed ({str(error).splitlines()[0][:160]}); run the same "
-            f"command again, or set HF_HUB_DISABLE_XET=1 to download over plain HTTP"
-        )
-    status = getattr(getattr(error, "response", None), "status_code", None)
-    if status == 429:
-        return (
-            f"the Hub refuses more requests for now (its rate limit; it asks to wait {rate_limit_wait(error)} s): "
-            f"run the same command again then"
-        )
-    if isinstance(error, errors.RepositoryNotFoundError) or status in (401, 403):
-        if (token or huggingface_hub.get_token()) is None:
-            return f"{_REPO_ID} is gated and no Hub token was found: {_ACCESS_HINT}"
-        return f"your Hub token has no access to the gated {_REPO_ID} (HTTP {status}): {_ACCESS_HINT}"
-    return None
+        raise ArchiveError(offline_message(local_copy_hint))
+    announced = hub_file_metadata(revision, token, local_copy_hint)
+    url = huggingface_hub.hf_hub_url(REPO_ID, ARCHIVE_NAME, repo_type="dataset", revision=revision)
+    with RangeReader(
+        url, announced, token,
+        resolve=lambda: hub_file_metadata(revision, token, local_copy_hint),
+        fail=lambda error: raise_hub_error(error, revision, token, local_copy_hint, resumable=True),
+    ) as reader:
+        fetch_ranges(ranges_dir, reader, _TEST_MEMBERS, force)
 
 
-def raised_by_xet(error: Exception) -> bool:
-    """An error of hf_xet's own, which it raises as RuntimeError (with huggingface_hub 1.x and later) or OSError
-    (0.36) out of huggingface_hub's `xet_get`, the last Python frame before its code."""
-    frames = traceback.extract_tb(error.__traceback__)
-    return bool(frames) and frames[-1].name == "xet_get"
+@contextlib.contextmanager
+def ranges_split(ranges_dir: Path) -> Iterator[Tuple[SplitIndex, Callable[[Tuple[int, int]], bytes]]]:
+    """The test split as the fetched ranges give it, and how to read a member's data from them."""
+    with RangeFiles(ranges_dir) as files:
+        split = SplitIndex(str(ranges_dir))
+        for name, location in files.members():
+            split.add(name, location, lambda: files.read(*location))
+        yield split, lambda location: files.read(*location)
 
 
-def offline_message(local_copy_hint: str = _LOCAL_COPY_HINT) -> str:
-    return f"HF_HUB_OFFLINE is set and {_REPO_ID}/{_ARCHIVE_NAME} is not downloaded yet; unset it to download, or {local_copy_hint}"
-
-
-def http_client_errors(qualified_names: Tuple[str, ...]) -> Tuple[type, ...]:
-    """The named exception classes of the HTTP clients already imported. An error raised by a client means that
-    client was imported, so none has to be imported here: each environment has only the one its hub uses."""
-    classes = []
-    for qualified_name in qualified_names:
-        module_name, _, class_name = qualified_name.rpartition(".")
-        error_class = getattr(sys.modules.get(module_name), class_name, None)
-        if error_class is not None:
-            classes.append(error_class)
-    return tuple(classes)
+def prove_whole(split: SplitIndex, expected_sha256: str) -> None:
+    """A split read from part of the archive is the whole split when each of its annotations has its WAV in the
+    fetched ranges and its manifest is the one a full export of the archive gives (by sha256)."""
+    without_audio = split.samples_without_audio()
+    if without_audio:
+        raise Unproven(f"the WAV of test sample {without_audio[0]} is not in the fetched ranges ({len(without_audio)} such samples)")
+    manifest = "".join(manifest_line(sample_id, annotation.transcription, annotation.emotion)
+                       for sample_id, annotation in sorted(split.annotations.items())).encode("utf-8")
+    sha256 = hashlib.sha256(manifest).hexdigest()
+    if sha256 != expected_sha256:
+        raise Unproven(f"the {len(split)} rows found in the fetched ranges give a manifest of sha256 {sha256[:12]}…, "
+                       f"not the expected {expected_sha256[:12]}…")

@@ -8,10 +8,10 @@
       parquet/                   with --parquet: the split as Parquet shards and a dataset card (parquet_copy.py)
 
 The exporter gets the archive (downloads it from the Hub with hub_download.py, reuses it, or takes --archive; or
-fetches its test members only, with partial_archive.py), reads the split with the loading script's own code
-(emotiontalk_test.py), writes each WAV and then the manifest
-under a temporary name renamed into place, and records what it wrote, so that a re-run with nothing to do returns
-at once. --verify checks an export.
+fetches its test members only, as the loading script does, with ranged_tar.py), reads the split with the loading
+script's own code (emotiontalk_test.py), writes each WAV and then the manifest (h2t_manifest.py) under a temporary
+name renamed into place, and records what it wrote, so that a re-run with nothing to do returns at once. --verify
+checks an export.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import contextlib
 import gc
 import hashlib
 import importlib
+import importlib.machinery
+import importlib.util
 import io
 import json
 import os
@@ -31,20 +33,21 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+from h2t_manifest import AUDIO_DIR, DATASET_ID, H2T_MANIFEST_SHA256, MANIFEST_NAME, SOURCE_LANGUAGE, manifest_line
+
 if TYPE_CHECKING:
     from hub_download import PendingCheck
 
 PROJECT_DIR = Path(__file__).resolve().parent
-DATASET_ID = "emotiontalk"
-SOURCE_LANGUAGE, TARGET_LANGUAGE = "zh", "en"
-AUDIO_DIR = Path("audio") / SOURCE_LANGUAGE  # inside the export folder, and so in every manifest row's src_audio
-MANIFEST_NAME = f"{SOURCE_LANGUAGE}-{TARGET_LANGUAGE}.jsonl"
+# The project's folder as a package: the loading script imports the modules beside it relatively (so that
+# `datasets` copies them with it), and so the exporter imports it, and them, as `datasets` does, inside a package.
+PACKAGE = "emotiontalk_project"
 ARCHIVE_NAME = "Audio.tar"
 RANGES_NAME = f"{ARCHIVE_NAME}.ranges"  # beside it in raw/
 STATE_NAME = ".export-state.json"
 PARQUET_DIR = "parquet"
 # The modules whose code decides what an export holds: a change to any of them makes a recorded export stale.
-OUTPUT_MODULES = ("emotiontalk_test.py", "export_jsonl.py", "parquet_copy.py")
+OUTPUT_MODULES = ("emotiontalk_test.py", "export_jsonl.py", "parquet_copy.py", "h2t_manifest.py", "ranged_tar.py")
 # Each pair names options of which one would be ignored: the demo and --verify take no archive or revision of
 # yours, and --verify writes nothing.
 CONFLICTING_OPTIONS = [("--demo", "--archive"), ("--revision", "--archive"), ("--demo", "--revision"), ("--verify", "--force"),
@@ -230,16 +233,17 @@ def export(args: argparse.Namespace) -> int:
     check_datasets_version()
     if source_path == ranges_dir:
         proven_against = expected_manifest_sha256(args)  # before any request: a manifest that cannot be read costs nothing
-        partial_archive = import_frozen("partial_archive")
+        builder = import_frozen("emotiontalk_test")
         try:
             make_folder(ranges_dir.parent)
-            partial_archive.fetch_test_members(ranges_dir, args.revision, force=args.force)
+            builder.fetch_test_members(ranges_dir, args.revision, force=args.force,
+                                       local_copy_hint=import_frozen("hub_download").LOCAL_COPY_HINT)
             with archive_split(ranges_dir, proven_against) as split:
                 state, written = write_split(args, export_dir, *split, None)
             if args.expected_manifest:  # for the repair command of --verify
                 state["expected_manifest"] = str(args.expected_manifest.resolve())
             return finish_export(export_dir, ranges_dir, state, written)
-        except partial_archive.Unproven as reason:
+        except builder.Unproven as reason:
             print(f"export_jsonl.py: --test-members-only: {reason}; downloading the whole archive instead", file=sys.stderr)
     archive_check = None
     if args.force or not archive_path.is_file() or state.get("archive") != archive_fingerprint(archive_path):
@@ -497,10 +501,9 @@ def archive_split(archive_path: Path, proven_against: str | None = None) -> Iter
     info = builder.dataset_info()
     with contextlib.ExitStack() as stack:
         if archive_path.is_dir():
-            partial_archive = import_frozen("partial_archive")
-            split, read_audio = stack.enter_context(partial_archive.ranges_split(archive_path))
+            split, read_audio = stack.enter_context(builder.ranges_split(archive_path))
             if proven_against is not None:
-                partial_archive.prove_whole(split, manifest_of(split), proven_against)
+                builder.prove_whole(split, proven_against)
         else:
             archive_file = stack.enter_context(open(archive_path, "rb"))
             split = builder.index_archive(archive_file, str(archive_path))
@@ -509,15 +512,9 @@ def archive_split(archive_path: Path, proven_against: str | None = None) -> Iter
         yield info, len(split), (info.features.encode_example(example) for _, example in examples)
 
 
-def manifest_of(split) -> bytes:
-    """The manifest a split's annotations give, before any WAV is read."""
-    return "".join(manifest_line(sample_id, annotation.transcription, annotation.emotion)
-                   for sample_id, annotation in sorted(split.annotations.items())).encode("utf-8")
-
-
 def expected_manifest_sha256(args: argparse.Namespace) -> str:
     if args.expected_manifest is None:
-        return import_frozen("partial_archive").H2T_MANIFEST_SHA256
+        return H2T_MANIFEST_SHA256
     try:
         return hashlib.sha256(args.expected_manifest.read_bytes()).hexdigest()
     except OSError as error:
@@ -525,16 +522,26 @@ def expected_manifest_sha256(args: argparse.Namespace) -> str:
 
 
 def import_frozen(module_name: str):
-    """Import a module with the garbage collector held off, and freeze what the import made. Importing datasets
-    (directly, or through the loading script) makes some 100,000 objects that live as long as the process (pandas,
-    pyarrow, aiohttp); the collector would walk them again and again while they are made, and once more at exit,
-    and free none: 0.25 s of a 2.5 s export of the bench/ archive. Frozen, they are left out of every collection."""
+    """A module of the project's package (project_module), imported with the garbage collector held off, and what
+    the import made frozen. Importing datasets (directly, or through the loading script) makes some 100,000 objects
+    that live as long as the process (pandas, pyarrow, aiohttp); the collector would walk them again and again while
+    they are made, and once more at exit, and free none: 0.25 s of a 2.5 s export of the bench/ archive. Frozen,
+    they are left out of every collection."""
     gc.disable()
     try:
-        return importlib.import_module(module_name)
+        return project_module(module_name)
     finally:
         gc.freeze()
         gc.enable()
+
+
+def project_module(module_name: str):
+    """The project's module of that name, imported inside PACKAGE, a package made of the project's folder."""
+    if PACKAGE not in sys.modules:
+        spec = importlib.machinery.ModuleSpec(PACKAGE, None, is_package=True)
+        spec.submodule_search_locations = [str(PROJECT_DIR)]
+        sys.modules[PACKAGE] = importlib.util.module_from_spec(spec)
+    return importlib.import_module(f"{PACKAGE}.{module_name}")
 
 
 def check_datasets_version() -> None:
@@ -549,20 +556,6 @@ def check_datasets_version() -> None:
             f"datasets {version} is installed, but loading scripts need datasets 3.6: pip install 'datasets>=3.6,<4' "
             f"(in an environment of its own if yours needs datasets 4; `--parquet` there makes a copy that yours loads)"
         )
-
-
-def manifest_line(sample_id: str, transcription: str, emotion: str) -> str:
-    record = {
-        "dataset_id": DATASET_ID,
-        "sample_id": sample_id,
-        "src_audio": (DATASET_ID / AUDIO_DIR / f"{sample_id}.wav").as_posix(),
-        "src_ref": transcription,
-        "tgt_ref": None,
-        "src_lang": SOURCE_LANGUAGE,
-        "tgt_lang": TARGET_LANGUAGE,
-        "benchmark_metadata": {"context": "short", "emotion": emotion, "dataset_type": "emotion"},
-    }
-    return json.dumps(record, ensure_ascii=False) + "\n"
 
 
 @contextlib.contextmanager

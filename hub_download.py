@@ -1,7 +1,7 @@
 """Audio.tar from the Hub into the export's raw/ folder: Xet first, HTTP ranges to resume, one pass over the bytes.
 
 The exporter's own download, kept out of the loading script, which `load_dataset` copies into its cache and which
-needs only `hf_hub_download`. Here:
+needs only `hf_hub_download` (hub_archive.download_archive). Here:
 
 - An archive already in the Hugging Face cache (from an earlier `load_dataset`) becomes a hard link, or a copy
   where a link cannot be made, after its check.
@@ -30,10 +30,8 @@ import huggingface_hub
 import huggingface_hub.file_download
 from datasets.utils import tqdm
 
-import emotiontalk_test
-from emotiontalk_test import _ARCHIVE_NAME as ARCHIVE_NAME
-from emotiontalk_test import _REPO_ID as REPO_ID
-from emotiontalk_test import _SHA256_HEX as SHA256_HEX
+from . import hub_archive
+from .hub_archive import ARCHIVE_NAME, REPO_ID, SHA256_HEX
 
 UNVERIFIED_DIR = ".unverified"  # inside raw/: a complete Xet download, read by the export while it is hashed
 # Beside it, what the Hub announced for it, so that a run stopped before the check can be checked later, offline too.
@@ -49,7 +47,7 @@ def fetch_archive(archive_path: str, revision: str = "main", token: str | None =
     A file already at `archive_path` is checked and kept. A copy in the Hugging Face cache is hashed and linked
     (proven_cached_archive), and never changed."""
     offline = huggingface_hub.constants.HF_HUB_OFFLINE
-    expected = None if offline else emotiontalk_test.hub_file_metadata(revision, token, LOCAL_COPY_HINT)
+    expected = None if offline else hub_archive.hub_file_metadata(revision, token, LOCAL_COPY_HINT)
     raw_dir = os.path.dirname(archive_path)
     partial_path = os.path.join(raw_dir, f".{ARCHIVE_NAME}.incomplete")
     unverified_path = os.path.join(raw_dir, UNVERIFIED_DIR, ARCHIVE_NAME)
@@ -64,7 +62,7 @@ def fetch_archive(archive_path: str, revision: str = "main", token: str | None =
         link_or_copy(cached_path, archive_path)
         return None
     if expected is None:
-        raise emotiontalk_test.ArchiveError(emotiontalk_test.offline_message(LOCAL_COPY_HINT))
+        raise hub_archive.ArchiveError(hub_archive.offline_message(LOCAL_COPY_HINT))
     os.makedirs(raw_dir, exist_ok=True)
     if xet_usable(expected, partial_path):
         archive_check = PendingCheck(partial_path, archive_path, expected.size, expected.etag)
@@ -97,16 +95,16 @@ def proven_cached_archive(revision: str, expected: huggingface_hub.HfFileMetadat
     if expected is not None and (filed_as not in (None, expected.etag) or os.path.getsize(cached_path) != expected.size):
         return None  # another upload of Audio.tar
     if expected is None and filed_as is None:
-        raise emotiontalk_test.ArchiveError(
+        raise hub_archive.ArchiveError(
             f"{cached_path} in the Hugging Face cache cannot be checked offline (the cache keeps no record of its "
             f"sha256 without symlinks); unset HF_HUB_OFFLINE to check it against the Hub, or {LOCAL_COPY_HINT}")
     record = "the Hub announces" if expected is not None else "the Hugging Face cache filed it as"
-    problem = emotiontalk_test.archive_problem(cached_path, None, filed_as or expected.etag, record)
+    problem = hub_archive.archive_problem(cached_path, None, filed_as or expected.etag, record)
     if problem is None:
         return os.path.realpath(cached_path)
     message = f"{cached_path} in the Hugging Face cache {problem}; it was left as it is"
     if expected is None:
-        raise emotiontalk_test.ArchiveError(f"{message}: unset HF_HUB_OFFLINE to download a good copy into raw/, or {LOCAL_COPY_HINT}")
+        raise hub_archive.ArchiveError(f"{message}: unset HF_HUB_OFFLINE to download a good copy into raw/, or {LOCAL_COPY_HINT}")
     tqdm.write(f"{message}; downloading {ARCHIVE_NAME} anew into raw/", file=sys.stderr)
     return None
 
@@ -124,10 +122,10 @@ def check_or_remove(path: str, expected_size: int | None, expected_sha256: str, 
                     sha256: str | None = None) -> None:
     """The check of a download in raw/: one that fails is removed (its name in raw/, never what a link there may
     point to), and the sha256 line raised; `sha256` is the file's when it was hashed already."""
-    problem = emotiontalk_test.archive_problem(path, expected_size, expected_sha256, record, sha256)
+    problem = hub_archive.archive_problem(path, expected_size, expected_sha256, record, sha256)
     if problem:
         os.remove(path)
-        raise emotiontalk_test.ArchiveError(f"downloaded {ARCHIVE_NAME} {problem}; it was deleted, run again to download it anew")
+        raise hub_archive.ArchiveError(f"downloaded {ARCHIVE_NAME} {problem}; it was deleted, run again to download it anew")
 
 
 def settle_unverified(unverified_path: str, archive_path: str, partial_path: str,
@@ -181,7 +179,7 @@ def xet_download(partial_path: str, expected: huggingface_hub.HfFileMetadata, re
             displayed_filename=ARCHIVE_NAME,
         )
     except huggingface_hub.errors.HfHubHTTPError as error:
-        emotiontalk_test.raise_hub_error(error, revision, token, LOCAL_COPY_HINT)
+        hub_archive.raise_hub_error(error, revision, token, LOCAL_COPY_HINT)
     except Exception as error:  # noqa: BLE001 - hf_xet raises RuntimeError or OSError for whatever went wrong in it
         return str(error).splitlines()[0][:160] if str(error) else type(error).__name__
     return None
@@ -221,7 +219,7 @@ def resume_download(partial_path: str, revision: str, token: str | None, expecte
                 displayed_filename=ARCHIVE_NAME,
             )
         except Exception as error:
-            emotiontalk_test.raise_hub_error(error, revision, token, LOCAL_COPY_HINT, resumable=hashing_file.tell() > 0)
+            hub_archive.raise_hub_error(error, revision, token, LOCAL_COPY_HINT, resumable=hashing_file.tell() > 0)
     return hashing_file.sha256.hexdigest()
 
 
@@ -233,7 +231,7 @@ class HashingFile:
     def __init__(self, file: BinaryIO):
         self.file = file
         self.name = file.name
-        self.sha256 = emotiontalk_test.file_sha256(file.name, file.tell())
+        self.sha256 = hub_archive.file_sha256(file.name, file.tell())
 
     def write(self, data: bytes) -> int:
         self.sha256.update(data)
@@ -244,7 +242,7 @@ class HashingFile:
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         position = self.file.seek(offset, whence)
-        self.sha256 = emotiontalk_test.file_sha256(self.name, position)
+        self.sha256 = hub_archive.file_sha256(self.name, position)
         return position
 
     def truncate(self, size: int | None = None) -> int:
@@ -264,7 +262,7 @@ class PendingCheck:
         self.sha256: str | None = None
         self.hashed = 0
         self.error: OSError | None = None
-        self.failure: emotiontalk_test.ArchiveError | None = None
+        self.failure: hub_archive.ArchiveError | None = None
         self.finished = threading.Event()
         self.abandoned = False
         open(partial_path, "wb").close()  # hf_xet writes into this very file: the thread's descriptor sees it all
@@ -327,8 +325,8 @@ class PendingCheck:
             sha256 = self.sha256 if self.sha256 == self.expected_sha256 else None
             try:
                 check_or_remove(self.path, self.expected_size, self.expected_sha256, sha256=sha256)
-            except emotiontalk_test.ArchiveError as error:  # an hf_xet with a chunk cache (1.1) may serve it again
-                self.failure = emotiontalk_test.ArchiveError(
+            except hub_archive.ArchiveError as error:  # an hf_xet with a chunk cache (1.1) may serve it again
+                self.failure = hub_archive.ArchiveError(
                     f"{error}; if it comes back damaged, set HF_HUB_DISABLE_XET=1 to download it over plain HTTP")
                 raise self.failure from None
             os.replace(self.path, self.archive_path)

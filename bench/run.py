@@ -38,7 +38,7 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
-from export_jsonl import AUDIO_DIR, manifest_line  # noqa: E402
+from h2t_manifest import AUDIO_DIR, manifest_line  # noqa: E402
 
 TEST_PATH_PREFIXES = ("G00003/", "G00015/")
 TEST_AUDIO_PREFIXES = tuple(f"Audio/wav/{prefix}" for prefix in TEST_PATH_PREFIXES)

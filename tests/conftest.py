@@ -4,6 +4,7 @@ of the user's shell changes a test's outcome: every HF_*, HUGGINGFACE_* and H2T_
 (HF_HUB_OFFLINE and HF_TOKEN on a cluster node, say); .ci/run runs the suite once with some of them set."""
 
 import contextlib
+import json
 import importlib.util
 import os
 import shutil
@@ -114,3 +115,45 @@ def large_archive(tmp_path_factory):
     corpus = synthetic_archive.make_corpus({"G00001": 10, "G00003": 20, "G00015": 10}, {"happy": 1, "sad": 1}, mean_seconds=9.0)
     archive_path = tmp_path_factory.mktemp("large") / "Audio.tar"
     return synthetic_archive.write_archive(archive_path, synthetic_archive.corpus_members(corpus)), corpus
+
+
+def expected_manifest(utterances) -> bytes:
+    """The published H2T format, written here independently of the exporter."""
+    lines = []
+    for u in sorted((u for u in utterances if u.is_test), key=lambda u: u.sample_id):
+        record = {
+            "dataset_id": "emotiontalk",
+            "sample_id": u.sample_id,
+            "src_audio": f"emotiontalk/audio/zh/{u.sample_id}.wav",
+            "src_ref": u.content,
+            "tgt_ref": None,
+            "src_lang": "zh",
+            "tgt_lang": "en",
+            "benchmark_metadata": {"context": "short", "emotion": u.emotion, "dataset_type": "emotion"},
+        }
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+    return "".join(lines).encode("utf-8")
+
+
+@pytest.fixture(scope="session")
+def layout_corpus():
+    """Five groups, two of them the test split's (0.29 of the audio), 4.4 s an utterance as in the real archive:
+    56 MB, so that what the probes read (a few hundred kB each, whatever the archive's size) is a small part."""
+    return synthetic_archive.make_corpus({"G00001": 40, "G00003": 24, "G00007": 30, "G00009": 30, "G00015": 16},
+                                         {"angry": 1, "happy": 1, "neutral": 2}, mean_seconds=4.4)
+
+
+@pytest.fixture(scope="session")
+def layout_archive(tmp_path_factory, layout_corpus):
+    """The corpus's archive in a layout (written once a session), and the manifest a full export of it gives."""
+    folder = tmp_path_factory.mktemp("layouts")
+    manifest_path = folder / "zh-en.jsonl"
+    manifest_path.write_bytes(expected_manifest(layout_corpus))
+    archives = {}
+
+    def archive(layout):
+        if layout not in archives:
+            archives[layout] = synthetic_archive.write_archive(folder / f"{layout}.tar", synthetic_archive.layout_members(layout_corpus, layout))
+        return archives[layout], manifest_path
+
+    return archive

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import soundfile
 
-import emotiontalk_test
+import export_jsonl
 import synthetic_archive
 from conftest import BUILDER_SCRIPT
 from synthetic_archive import EMOTIONS, Utterance, annotation, annotation_member, audio_member, write_archive
+
+emotiontalk_test = export_jsonl.project_module("emotiontalk_test")
 
 
 def load(data_dir, cache_dir, **kwargs):

@@ -20,27 +20,9 @@ import soundfile
 
 import export_jsonl
 import synthetic_archive
-from conftest import PROJECT_DIR, tmpfs
+from conftest import PROJECT_DIR, expected_manifest, tmpfs
 
 EXPORTER = str(PROJECT_DIR / "export_jsonl.py")
-
-
-def expected_manifest(utterances) -> bytes:
-    """The published H2T format, written here independently of the exporter."""
-    lines = []
-    for u in sorted((u for u in utterances if u.is_test), key=lambda u: u.sample_id):
-        record = {
-            "dataset_id": "emotiontalk",
-            "sample_id": u.sample_id,
-            "src_audio": f"emotiontalk/audio/zh/{u.sample_id}.wav",
-            "src_ref": u.content,
-            "tgt_ref": None,
-            "src_lang": "zh",
-            "tgt_lang": "en",
-            "benchmark_metadata": {"context": "short", "emotion": u.emotion, "dataset_type": "emotion"},
-        }
-        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
-    return "".join(lines).encode("utf-8")
 
 
 def assert_exported(export_dir, utterances, seed=0):
@@ -230,8 +212,8 @@ def test_export_of_a_smaller_split_removes_what_it_no_longer_names(tmp_path, sma
 
 
 def test_demo_runs_from_a_copy_without_tests(tmp_path):
-    for name in ("emotiontalk_test.py", "export_jsonl.py", "parquet_copy.py", "synthetic_archive.py"):
-        shutil.copy(PROJECT_DIR / name, tmp_path / name)
+    for module in PROJECT_DIR.glob("*.py"):
+        shutil.copy(module, tmp_path / module.name)
     result = subprocess.run([sys.executable, str(tmp_path / "export_jsonl.py"), "--demo", "--datadir", str(tmp_path / "out")],
                             capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
     assert result.returncode == 0, result.stderr

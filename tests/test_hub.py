@@ -14,7 +14,6 @@ import time
 import pytest
 
 import export_jsonl
-import hub_download
 import synthetic_archive
 from conftest import BUILDER_SCRIPT, PROJECT_DIR
 from stand_in_hub import COMMIT, GOOD_TOKEN, StandInHub
@@ -22,13 +21,15 @@ from test_export import EXPORTER, assert_exported, assert_one_line_error
 
 # hf_xet retries a failed request 5 times, 3 s apart at first; the tests that cut Xet off need no such patience.
 XET_QUICK_RETRIES = {"HF_XET_CLIENT_RETRY_MAX_ATTEMPTS": "1", "HF_XET_CLIENT_RETRY_BASE_DELAY": "10ms"}
+hub_download = export_jsonl.project_module("hub_download")
 ACCESS_HINT = "accept the conditions at https://huggingface.co/datasets/BAAI/Emotiontalk, then run `hf auth login` or set HF_TOKEN"
 
-# Prints what the split holds, so that the parent can compare it with a local build.
+# Prints what the split holds, so that the parent can compare it with a local build. Its arguments: the script, the
+# mode (build, stream or force: a build with download_mode="force_redownload"), and the builder's options as JSON.
 LOAD_SCRIPT = """
 import hashlib, json, sys, datasets
 dataset = datasets.load_dataset(sys.argv[1], split="test", trust_remote_code=True, streaming=sys.argv[2] == "stream",
-                                download_mode="force_redownload" if sys.argv[2] == "force" else None)
+                                download_mode="force_redownload" if sys.argv[2] == "force" else None, **json.loads(sys.argv[3]))
 dataset = dataset.cast_column("audio", datasets.Audio(decode=False))
 rows = [(row["sample_id"], row["emotion"], hashlib.sha256(row["audio"]["bytes"]).hexdigest()) for row in dataset]
 print(json.dumps(rows))
@@ -61,8 +62,9 @@ def hub_env(tmp_path, endpoint, token=GOOD_TOKEN, **extra):
 
 # Runs the exporter as `python export_jsonl.py` does, with some of a module's settings changed first.
 WITH_SETTINGS = """
-import importlib, json, runpy, sys
-module = importlib.import_module(sys.argv[1])
+import json, runpy, sys
+import export_jsonl
+module = export_jsonl.project_module(sys.argv[1])
 for name, value in json.loads(sys.argv[2]).items():
     setattr(module, name, tuple(value) if isinstance(value, list) else value)
 sys.argv = sys.argv[3:]
@@ -81,8 +83,10 @@ def export_from_hub(tmp_path, endpoint, *args, settings=None, **env_options):
     return subprocess.run([*command, "--datadir", str(tmp_path / "h2t"), *args], env=env, capture_output=True, text=True)
 
 
-def load_from_hub(tmp_path, endpoint, mode, **env_options):
-    return subprocess.run([sys.executable, "-c", LOAD_SCRIPT, BUILDER_SCRIPT, mode],
+def load_from_hub(tmp_path, endpoint, mode, options=None, script=BUILDER_SCRIPT, cwd=None, **env_options):
+    """load_dataset of the loading script against `endpoint`, with the builder's `options`; in a fresh datasets
+    cache of the test's own (inside HF_HOME)."""
+    return subprocess.run([sys.executable, "-c", LOAD_SCRIPT, script, mode, json.dumps(options or {})], cwd=cwd,
                           env=hub_env(tmp_path, endpoint, **env_options), capture_output=True, text=True)
 
 
@@ -352,7 +356,7 @@ def test_file_not_found(tmp_path, hub, revision):
     assert_one_line_error(result, f"Audio.tar not found in BAAI/Emotiontalk at revision {revision or 'main'!r}")
     advice = "check the revision you asked for"
     assert (advice in result.stderr) == (revision is not None)
-    assert (f"see https://huggingface.co/datasets/BAAI/Emotiontalk, and check HF_ENDPOINT" in result.stderr) == (revision is None)
+    assert ("see https://huggingface.co/datasets/BAAI/Emotiontalk, and check HF_ENDPOINT" in result.stderr) == (revision is None)
 
 
 def test_streaming_offline_says_it_needs_the_hub(tmp_path, hub):

@@ -9,38 +9,16 @@ import tarfile
 
 import pytest
 
-import partial_archive
+import export_jsonl
 import synthetic_archive
 from conftest import PROJECT_DIR
+from h2t_manifest import H2T_MANIFEST_SHA256
 from stand_in_hub import COMMIT, GOOD_TOKEN, StandInHub
 from test_export import assert_exported, assert_one_line_error, expected_manifest
 from test_hub import ACCESS_HINT, export_from_hub
 
+ranged_tar = export_jsonl.project_module("ranged_tar")
 FALLBACK = "export_jsonl.py: --test-members-only: "
-
-
-@pytest.fixture(scope="session")
-def layout_corpus():
-    """Five groups, two of them the test split's (0.29 of the audio), 4.4 s an utterance as in the real archive:
-    56 MB, so that what the probes read (a few hundred kB each, whatever the archive's size) is a small part."""
-    return synthetic_archive.make_corpus({"G00001": 40, "G00003": 24, "G00007": 30, "G00009": 30, "G00015": 16},
-                                         {"angry": 1, "happy": 1, "neutral": 2}, mean_seconds=4.4)
-
-
-@pytest.fixture(scope="session")
-def layout_archive(tmp_path_factory, layout_corpus):
-    """The corpus's archive in a layout (written once a session), and the manifest a full export of it gives."""
-    folder = tmp_path_factory.mktemp("layouts")
-    manifest_path = folder / "zh-en.jsonl"
-    manifest_path.write_bytes(expected_manifest(layout_corpus))
-    archives = {}
-
-    def archive(layout):
-        if layout not in archives:
-            archives[layout] = synthetic_archive.write_archive(folder / f"{layout}.tar", synthetic_archive.layout_members(layout_corpus, layout))
-        return archives[layout], manifest_path
-
-    return archive
 
 
 def export_dir(tmp_path):
@@ -299,7 +277,7 @@ def test_a_small_gap_between_runs_is_fetched_at_full_size_settings(tmp_path):
     corpus += synthetic_archive.make_corpus({"G00003": 80, "G00015": 80}, {"neutral": 1, "sad": 1}, mean_seconds=0.3)
     in_group_order = sorted(corpus, key=lambda utterance: utterance.group)
     members = [synthetic_archive.audio_member(u) for u in in_group_order] + [synthetic_archive.annotation_member(u) for u in in_group_order]
-    export_corpus(tmp_path, corpus, members, settings=("partial_archive", {"SMALL_GAP": [1 << 20, 1]}))
+    export_corpus(tmp_path, corpus, members, settings=("ranged_tar", {"SMALL_GAP": [1 << 20, 1]}))
 
 
 def test_a_resume_fetches_every_hole_and_nothing_else_without_probing_again(tmp_path, layout_archive, layout_corpus):
@@ -349,7 +327,7 @@ def test_a_piece_of_an_earlier_plan_is_removed_not_read(tmp_path, layout_archive
 def test_past_a_budget_the_whole_archive_is_downloaded_and_checked(tmp_path, layout_archive, layout_corpus, settings, reason):
     archive_path, manifest_path = layout_archive("grouped")
     with StandInHub(archive_path) as hub:
-        result = export_members(tmp_path, hub, manifest_path, settings=("partial_archive", settings))
+        result = export_members(tmp_path, hub, manifest_path, settings=("ranged_tar", settings))
         assert result.returncode == 0, result.stderr
         [notice] = [line for line in result.stderr.splitlines() if line.startswith(FALLBACK)]
         assert fell_back(result) and notice.startswith(FALLBACK + reason), result.stderr
@@ -405,11 +383,11 @@ def test_an_archive_of_dot_slash_names_is_fetched_in_part(tmp_path, layout_corpu
 def test_a_block_with_the_magic_but_not_the_checksum_is_no_header(tmp_path):
     info = tarfile.TarInfo("Audio/wav/G00003/G00003_1/G00003_1_01/G00003_1_01_001.wav")
     header = info.tobuf(tarfile.USTAR_FORMAT)
-    assert partial_archive.is_header(header)
+    assert ranged_tar.is_header(header)
     forged = bytearray(header)
     forged[0] ^= 0x01  # the name changed, the checksum not
-    assert forged[257:262] == b"ustar" and not partial_archive.is_header(bytes(forged))
-    assert not partial_archive.is_header(bytes(257) + b"ustar" + bytes(250))
+    assert forged[257:262] == b"ustar" and not ranged_tar.is_header(bytes(forged))
+    assert not ranged_tar.is_header(bytes(257) + b"ustar" + bytes(250))
 
 
 @pytest.mark.parametrize("what", ["missing", "a_folder"])
@@ -436,7 +414,7 @@ def reference_lines():
 
 
 def test_the_built_in_proof_is_the_sha256_of_h2ts_manifest(reference_lines):
-    assert partial_archive.H2T_MANIFEST_SHA256 == hashlib.sha256("".join(reference_lines).encode("utf-8")).hexdigest()
+    assert H2T_MANIFEST_SHA256 == hashlib.sha256("".join(reference_lines).encode("utf-8")).hexdigest()
 
 
 def test_without_an_expected_manifest_the_split_is_proven_against_h2ts(tmp_path, reference_lines):

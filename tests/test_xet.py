@@ -43,7 +43,7 @@ def test_export_downloads_over_xet(tmp_path, xet_hub):
 
 
 def test_load_dataset_downloads_over_xet(tmp_path, xet_hub):
-    result = load_from_hub(tmp_path, xet_hub.url, "build")
+    result = load_from_hub(tmp_path, xet_hub.url, "build", {"test_members_only": False})
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == expected_rows(xet_hub.utterances)
     assert xet_hub.ranges_requested() == [] and xorbs_fetched(xet_hub)

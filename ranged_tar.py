@@ -1,25 +1,22 @@
-"""The test split's part of Audio.tar, fetched from the Hub by byte range: `export_jsonl.py --test-members-only`.
-
-The Hub answers `Range` requests on the archive's `resolve` URL, for Xet-backed files too. Where the test split's
-members lie is found at run time, with few requests, and nothing found is trusted until the split is proven whole:
+"""A tar archive on an HTTP server, read in part: the members a caller wants, found by a few probes and fetched by
+byte range, and read back as tar members. It knows tar and HTTP; what is wanted, and what proves it found, is the
+caller's (the loading script's `Selection` and proof).
 
 - Probes at evenly spaced offsets, fetched in parallel, each scan forward from where they land to the next tar
   header (a 512-byte block at a 512-aligned offset, with its checksum and magic) and read the headers that follow.
+  The caller's `Selection` tells each member's kind and group from its name (or, for some kinds, its data).
 - Between two members the archive is taken to hold more of the same run when both are of one, as `tar cf` writes
-  each folder in one piece: one group's audio, or one group's annotations, or, in an archive seen to interleave
-  them (an annotation next to its audio, twice), one group's members. A gap between two runs is probed at its
-  middle, and again (bisection), until it is small enough to fetch whole.
-- The test groups' runs, and every run of annotations (a few tens of MB in all), are fetched over several
-  connections at once into raw/Audio.tar.ranges/, a file per range, written under a temporary name and renamed
-  once complete: a run cut off leaves whole ranges only, and the next fetches only the ranges it lacks, by the
-  plan that the probes settled (plan.json), without probing again.
-- The split is read from those ranges by the loading script's own code (emotiontalk_test.SplitIndex), and proven
-  whole only if every annotation's WAV lies in them and its manifest is byte-identical to the one a full export of
-  the archive gives (by default H2T's committed manifests/emotiontalk/zh-en.jsonl). The caller downloads the whole
-  archive instead when it is not: `Unproven` says why.
-
-The ranges stay in raw/Audio.tar.ranges/ (about a tenth of the archive) as raw/Audio.tar does in a full export, so
-that a re-run has nothing to fetch and --verify has the members to compare the export with.
+  each folder in one piece: one group's members of one kind or, in an archive seen to interleave two kinds (next
+  to each other, twice), one group's members. A gap between two runs is probed at its middle, and again
+  (bisection), until it is small enough to fetch whole.
+- The wanted groups' runs, and every run of the kinds wanted everywhere, are fetched over several connections at
+  once into a folder, a file per piece, written under a temporary name and renamed once complete, beside the plan
+  that the probes settled (written whole as soon as probing ends) and the upload they belong to: a run cut off
+  leaves whole pieces only, and the next fetches only the pieces it lacks, without probing again.
+- The bytes are read where the server's URL redirects to (a signed storage URL, for a file in the Hub's storage):
+  one request of the URL serves every range, and another is made only once the signature expires.
+- Member names are checked as a full read of the archive checks them (`checked_member_name`): an archive with a
+  link, an absolute path or `..` is refused as soon as a probe or the fetched pieces show it.
 """
 
 from __future__ import annotations
@@ -28,7 +25,6 @@ import bisect
 import concurrent.futures
 import contextlib
 import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -37,27 +33,20 @@ import tarfile
 import threading
 import urllib.parse
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterator, NoReturn
 
 import huggingface_hub
 import huggingface_hub.file_download
 from datasets.utils import tqdm
 
-import emotiontalk_test
-from emotiontalk_test import _ARCHIVE_NAME as ARCHIVE_NAME
-from emotiontalk_test import _AUDIO_PREFIX as AUDIO_PREFIX
-from emotiontalk_test import _REPO_ID as REPO_ID
-from emotiontalk_test import _TEST_GROUPS as TEST_GROUPS
-from hub_download import LOCAL_COPY_HINT
+from .hub_archive import ArchiveError
 
-ANNOUNCED_NAME = "announced.json"  # in it: the size and sha256 of the upload the ranges come from
+ANNOUNCED_NAME = "announced.json"  # in it: the size and sha256 of the upload the pieces come from
 PLAN_NAME = "plan.json"  # in it: the ranges to fetch, as the probes settled them for that upload
-# The manifest that a full export of the real archive writes, which H2T commits as manifests/emotiontalk/zh-en.jsonl.
-H2T_MANIFEST_SHA256 = "f5a6754c8514cf78493da47f134473656d20162d864fc7eb47e54ca06008fdd4"
 BLOCK = tarfile.BLOCKSIZE
-PROBE_SPACING = 128 << 20  # the first probes: 57 over the real archive, each a round trip of its own
-SCAN_BYTES = 256 << 10  # a probe's first read; WAV members average 390 kB, so most probes find a header in it
-# Sizes for the 7.5 GB archive, each at most a share of a smaller one (the demo's, the tests'), so that the
+PROBE_SPACING = 128 << 20  # the first probes: 57 over a 7.5 GB archive, each a round trip of its own
+SCAN_BYTES = 256 << 10  # a probe's first read; members of a few hundred kB are mostly found in it
+# Sizes for a 7.5 GB archive, each at most a share of a smaller one (the demo's, the tests'), so that the
 # boundaries between runs there do not add up to much of it, and a fetch there is still in pieces:
 SMALL_GAP = 1 << 20, 512  # a gap between two runs this small is fetched whole rather than probed again
 PIECE_BYTES = 8 << 20, 256  # ranges are fetched and stored in pieces this large
@@ -67,7 +56,19 @@ CONNECTIONS = 8  # parallel requests, as hf_xet makes them
 
 
 class Unproven(Exception):
-    """The fetched ranges cannot be proven to hold the whole test split; the message says why, in a clause."""
+    """The fetched ranges cannot be proven to hold what the caller wants; the message says why, in a clause."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """What a caller wants of an archive, and how its members tell. `classify(name, data)` gives a member's kind
+    ("other" for one of no kind the caller knows) and group, from its name or, for a kind whose group its data
+    tells, from its data (None where only part of it was read: the member is then read whole). `groups`: those
+    whose members are wanted; `everywhere`: the kinds wanted in every group, where they lie in runs of their own."""
+
+    classify: Callable[[str, bytes | None], tuple[str, str | None]]
+    groups: tuple[str, ...]
+    everywhere: tuple[str, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,91 +79,78 @@ class Member:
     data_offset: int
     size: int
     name: str
-    kind: str  # "audio", "annotation", "folder" or "other"
-    group: str | None  # the speaker group of its audio: from the audio's name, or from an annotation's file_path
+    kind: str  # the Selection's kind, or "folder"
+    group: str | None
 
     @property
     def end(self) -> int:
         return self.data_offset + -(-self.size // BLOCK) * BLOCK
 
 
-def fetch_test_members(ranges_dir: Path, revision: str, token: str | None = None, force: bool = False) -> None:
-    """Fetch into `ranges_dir` the byte ranges of Audio.tar that hold the test split's members, as far as the
-    archive's layout shows them. Ranges fetched before, of the same upload, are kept (with `force`, all are fetched
-    anew), and so is the plan of an earlier run, which a run cut off while fetching takes up without probing again.
-    Raises Unproven where the layout does not show them in few ranges."""
-    if huggingface_hub.constants.HF_HUB_OFFLINE:
-        raise emotiontalk_test.ArchiveError(emotiontalk_test.offline_message(LOCAL_COPY_HINT))
-    expected = emotiontalk_test.hub_file_metadata(revision, token, LOCAL_COPY_HINT)
-    url = huggingface_hub.hf_hub_url(REPO_ID, ARCHIVE_NAME, repo_type="dataset", revision=revision)
+def fetch_ranges(ranges_dir: Path, reader: RangeReader, selection: Selection, force: bool = False) -> None:
+    """Fetch into `ranges_dir` the byte ranges that hold the selected members, as far as the archive's layout shows
+    them. Pieces fetched before, of the same upload, are kept (with `force`, all are fetched anew), and so is the
+    plan of an earlier run, which a run cut off while fetching takes up without probing again. Raises Unproven
+    where the layout does not show them in few ranges."""
     ranges = FetchedRanges(ranges_dir)
-    ranges.prepare({"sha256": expected.etag, "size": expected.size}, force)
-    with RangeReader(url, token, revision, expected) as reader:
-        plan = ranges.plan()
-        if plan is None:
-            plan = ArchiveLayout(reader, expected.size).ranges_to_fetch()
-            ranges.keep_plan(plan)
-        ranges.fetch(reader, plan)
+    ranges.prepare({"sha256": reader.announced.etag, "size": reader.size}, force)
+    plan = ranges.plan()
+    if plan is None:
+        plan = ArchiveLayout(reader, selection).ranges_to_fetch()
+        ranges.keep_plan(plan)
+    ranges.fetch(reader, plan)
 
 
-@contextlib.contextmanager
-def ranges_split(ranges_dir: Path) -> Iterator[tuple[emotiontalk_test.SplitIndex, Callable[[tuple[int, int]], bytes]]]:
-    """The test split as the fetched ranges give it, and how to read a member's data from them."""
-    with RangeFiles(FetchedRanges(ranges_dir).pieces()) as files:
-        split = emotiontalk_test.SplitIndex(str(ranges_dir))
-        for start, end in files.regions():
-            if not files.read(start, BLOCK).strip(b"\0"):
-                continue  # the end-of-archive blocks, fetched with the last gap: no member
-            for member in region_members(files, start, end, str(ranges_dir)):
-                location = (start + member.offset_data, member.size)
-                split.add(member.name, location, lambda: files.read(*location))
-        yield split, lambda location: files.read(*location)
+def checked_member_name(member: tarfile.TarInfo, archive_name: str) -> str:
+    """The member's name without a leading `./`; links, special files and paths leaving the archive are refused."""
+    name = member.name[2:] if member.name.startswith("./") else member.name
+    if member.issym() or member.islnk():
+        problem = "is a link"
+    elif not (member.isfile() or member.isdir()):
+        problem = "is not a regular file"
+    elif name.startswith("/") or ".." in name.split("/"):
+        problem = "has a path outside the archive"
+    else:
+        return name
+    raise ArchiveError(f"{archive_name}: member {member.name} {problem}; refusing the archive, download it again")
 
 
-def region_members(files: RangeFiles, start: int, end: int, ranges_name: str) -> Iterator[tarfile.TarInfo]:
-    """The files whose headers begin a region of the fetched ranges, in order, with their names checked as the
-    builder checks them; Unproven where the bytes do not read as whole members."""
+def region_members(files: RangeFiles, start: int, end: int) -> Iterator[tarfile.TarInfo]:
+    """The files whose headers begin a region of the fetched ranges, in order, with their names checked as a full
+    read checks them; Unproven where the bytes do not read as whole members."""
     try:
         # Buffered: tarfile reads each header by itself, and the annotations lie in thousands of small members.
         archive = tarfile.open(fileobj=io.BufferedReader(RegionFile(files, start, end), 1 << 20), mode="r:")
         while (member := archive.next()) is not None:
             archive.members.clear()
-            member.name = emotiontalk_test.checked_member_name(member, ranges_name)
+            member.name = checked_member_name(member, str(files.folder))
             if not member.isdir():
                 yield member
     except tarfile.TarError as error:  # ranges that do not begin at a header; a member the builder refuses is refused here too
         raise Unproven(f"bytes {start}-{end} of the fetched ranges do not read as whole members ({error})") from None
 
 
-def prove_whole(split: emotiontalk_test.SplitIndex, manifest: bytes, expected_sha256: str) -> None:
-    """A split read from part of the archive is the whole split when each of its annotations has its WAV in the
-    fetched ranges and its manifest is the one a full export of the archive gives."""
-    without_audio = split.samples_without_audio()
-    if without_audio:
-        raise Unproven(f"the WAV of test sample {without_audio[0]} is not in the fetched ranges ({len(without_audio)} such samples)")
-    sha256 = hashlib.sha256(manifest).hexdigest()
-    if sha256 != expected_sha256:
-        raise Unproven(f"the {len(split)} rows found in the fetched ranges give a manifest of sha256 {sha256[:12]}…, "
-                       f"not the expected {expected_sha256[:12]}…")
-
-
 class RangeReader:
-    """Byte ranges of the archive by HTTP, through huggingface_hub's `http_get` (with its retries and errors) from
+    """Byte ranges of a file by HTTP, through huggingface_hub's `http_get` (with its retries and errors) from
     several threads at once.
 
-    The ranges are read where the Hub's `resolve` URL sends them: for a file in LFS or Xet storage, a URL on the
-    storage's host, signed for about an hour, which takes no `Authorization` header. So one `resolve` request, which
-    the Hub counts against its rate limit, serves every range, instead of one each; once the signature expires
-    (403 from the storage), the URL is resolved again."""
+    The ranges are read where the file's URL sends them (`announced.location`): for a file in the Hub's LFS or Xet
+    storage, a URL on the storage's host, signed for about an hour, which takes no `Authorization` header. So one
+    request of the URL, which the Hub counts against its rate limit, serves every range, instead of one each; once
+    the signature expires (403 from the storage), `resolve()` asks for the URL's answer again. `fail(error)` raises
+    the caller's error for whatever else goes wrong."""
 
-    def __init__(self, url: str, token: str | None, revision: str, announced: huggingface_hub.HfFileMetadata):
-        self.url, self.token, self.revision, self.size = url, token, revision, announced.size
+    def __init__(self, url: str, announced: huggingface_hub.HfFileMetadata, token: str | None,
+                 resolve: Callable[[], huggingface_hub.HfFileMetadata], fail: Callable[[Exception], NoReturn]):
+        self.url, self.announced, self.token, self.resolve, self.fail = url, announced, token, resolve, fail
+        self.size = announced.size
+        self.name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
         self.pool = concurrent.futures.ThreadPoolExecutor(CONNECTIONS, thread_name_prefix="range")
         self.resolving = threading.Lock()
         self.source = self.source_of(announced)
 
     def source_of(self, announced: huggingface_hub.HfFileMetadata) -> tuple[str, dict]:
-        """Where to read the bytes, and with which headers: the token goes to the Hub's host only."""
+        """Where to read the bytes, and with which headers: the token goes to the URL's own host only."""
         headers = huggingface_hub.utils.build_hf_headers(token=self.token)
         location = announced.location or self.url
         if urllib.parse.urlsplit(location).netloc != urllib.parse.urlsplit(self.url).netloc:
@@ -173,7 +161,7 @@ class RangeReader:
         """A fresh signed URL, unless another thread got one since `expired` failed."""
         with self.resolving:
             if self.source[0] == expired:
-                self.source = self.source_of(emotiontalk_test.hub_file_metadata(self.revision, self.token, LOCAL_COPY_HINT))
+                self.source = self.source_of(self.resolve())
 
     def __enter__(self) -> "RangeReader":
         return self
@@ -186,7 +174,7 @@ class RangeReader:
         return list(self.pool.map(function, items))
 
     def read(self, start: int, end: int, into: BinaryIO | None = None, progress: tqdm | None = None) -> bytes | None:
-        """Bytes [start, end) of the archive; into `into` if given (a file), else returned."""
+        """Bytes [start, end) of the file; into `into` if given (a file), else returned."""
         target = into or io.BytesIO()
         for attempt in range(2):
             location, headers = self.source
@@ -196,19 +184,19 @@ class RangeReader:
                     BoundedWriter(target, end - start),
                     headers={**headers, "Range": f"bytes={start}-{end - 1}"},
                     expected_size=end - start,
-                    displayed_filename=ARCHIVE_NAME,
+                    displayed_filename=self.name,
                     # One bar for all the ranges (a private parameter of http_get, in 0.36 and 2.x alike); none for probes.
                     _tqdm_bar=progress or tqdm(disable=True),
                 )
                 break
             except RangeNotHonoured as error:
                 raise Unproven(str(error)) from None
-            except Exception as error:  # noqa: BLE001 - huggingface_hub's and the HTTP client's errors, said in one line
+            except Exception as error:  # noqa: BLE001 - huggingface_hub's and the HTTP client's errors, said by the caller
                 status = getattr(getattr(error, "response", None), "status_code", None)
                 if attempt == 0 and status == 403 and location != self.url:
                     self.resolve_again(location)
                     continue
-                emotiontalk_test.raise_hub_error(error, self.revision, self.token, LOCAL_COPY_HINT, resumable=True)
+                self.fail(error)
         return None if into else target.getvalue()
 
 
@@ -226,7 +214,7 @@ class BoundedWriter:
 
     def write(self, data: bytes) -> int:
         if self.file.tell() - self.start + len(data) > self.limit:
-            raise RangeNotHonoured(f"the Hub answered a request for {self.limit} bytes with more; it may ignore byte ranges")
+            raise RangeNotHonoured(f"the server answered a request for {self.limit} bytes with more; it may ignore byte ranges")
         return self.file.write(data)
 
     def tell(self) -> int:
@@ -242,12 +230,12 @@ class BoundedWriter:
 class ArchiveLayout:
     """What probes show of the archive's members, and the byte ranges that hold the test split's."""
 
-    def __init__(self, reader: RangeReader, size: int):
-        self.reader, self.size = reader, size
+    def __init__(self, reader: RangeReader, selection: Selection):
+        self.reader, self.selection, self.size = reader, selection, reader.size
         self.known: dict[int, Member] = {}  # by offset; folders are left out (they hold nothing)
         self.folders: dict[int, int] = {}  # the folders' entries seen: where each begins and ends
         self.interleaving: dict[str, set[int]] = {}  # by group: where an annotation and an audio member adjoin
-        self.members_end = size  # until the end-of-archive blocks are found
+        self.members_end = self.size  # until the end-of-archive blocks are found
         self.probes = 0
 
     def ranges_to_fetch(self) -> list[tuple[int, int]]:
@@ -292,12 +280,12 @@ class ArchiveLayout:
         return before.kind == after.kind or self.interleaved(before.group)
 
     def interleaved(self, group: str) -> bool:
-        """The group's annotations were seen next to its audio twice: the archive interleaves them."""
+        """Members of two kinds of the group were seen next to each other twice: the archive interleaves them."""
         return len(self.interleaving.get(group, ())) >= 2
 
     def relevant(self, member: Member) -> bool:
-        """A member of the test groups, or an annotation in a run of annotations."""
-        return member.group in TEST_GROUPS or (member.kind == "annotation" and not self.interleaved(member.group))
+        """A member of the wanted groups, or of a kind wanted everywhere, in a run of that kind."""
+        return member.group in self.selection.groups or (member.kind in self.selection.everywhere and not self.interleaved(member.group))
 
     def probe(self, spans: list[tuple[int, int]], gaps: list[tuple[int, int]] | None = None) -> None:
         """Read the members from the first header in each span. Where a gap's span shows no member in the gap, read
@@ -312,7 +300,7 @@ class ArchiveLayout:
             self.folders.update((member.offset, member.end) for member in members or [] if member.kind == "folder")
             files = [member for member in members or [] if member.kind != "folder"]
             for member, next_member in zip(files, files[1:]):
-                if member.group is not None and member.group == next_member.group and {member.kind, next_member.kind} == {"audio", "annotation"}:
+                if member.group is not None and member.group == next_member.group and member.kind != next_member.kind:
                     self.interleaving.setdefault(member.group, set()).add(member.offset)
             self.known.update((member.offset, member) for member in files)
 
@@ -334,12 +322,12 @@ class ArchiveLayout:
                 header = next((at for at in range(scanned, len(data) - BLOCK + 1, BLOCK) if is_header(data[at : at + BLOCK])), None)
         if header is None:
             return None
-        members = members_in(data[header:], offset + header)
+        members = members_in(data[header:], offset + header, self.selection, self.reader.name)
         last = members[-1] if members else None
-        if last is not None and last.kind == "annotation" and last.group is None and last.data_offset + last.size > offset + len(data):
-            # Its data runs past what was read: what it annotates is read in full.
-            annotation = self.reader.read(last.data_offset, last.data_offset + last.size)
-            members[-1] = dataclasses.replace(last, group=annotated_group(annotation, last.size))
+        if last is not None and last.kind not in ("other", "folder") and last.group is None and last.data_offset + last.size > offset + len(data):
+            # Its data, which tells its group, runs past what was read: it is read in full.
+            data = self.reader.read(last.data_offset, last.data_offset + last.size)
+            members[-1] = dataclasses.replace(last, group=self.selection.classify(last.name, data)[1])
         return members
 
 
@@ -359,43 +347,27 @@ def is_header(block: bytes) -> bool:
     return True
 
 
-def members_in(data: bytes, start: int) -> list[Member]:
+def members_in(data: bytes, start: int, selection: Selection, archive_name: str) -> list[Member]:
     """The members whose headers lie wholly in `data`, which begins with a header at archive offset `start`."""
     members = []
     with contextlib.suppress(tarfile.TarError):  # at the end of `data`, a header cut short
         archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:")
         while (info := archive.next()) is not None:
             archive.members.clear()
-            members.append(member_of(info, start, data))
+            members.append(member_of(info, start, data, selection, archive_name))
     return members
 
 
-def member_of(info: tarfile.TarInfo, start: int, data: bytes) -> Member:
-    """The member a probe read, its name checked as the builder checks it: an archive the builder would refuse is
+def member_of(info: tarfile.TarInfo, start: int, data: bytes, selection: Selection, archive_name: str) -> Member:
+    """The member a probe read, its name checked as a full read checks it: an archive that would be refused is
     refused as soon as a probe sees why."""
-    name = emotiontalk_test.checked_member_name(info, ARCHIVE_NAME)
-    group = None
+    name = checked_member_name(info, archive_name)
     if info.isdir():
-        kind = "folder"
-    elif name.startswith(AUDIO_PREFIX) and name.endswith(".wav"):
-        kind, group = "audio", name[len(AUDIO_PREFIX):].split("/", 1)[0]
-    elif name.endswith(".json"):
-        kind, group = "annotation", annotated_group(data[info.offset_data : info.offset_data + info.size], info.size)
+        kind, group = "folder", None
     else:
-        kind = "other"
+        member_data = data[info.offset_data : info.offset_data + info.size]
+        kind, group = selection.classify(name, member_data if len(member_data) == info.size else None)
     return Member(start + info.offset, start + info.offset_data, info.size, name, kind, group)
-
-
-def annotated_group(data: bytes, size: int) -> str | None:
-    """The speaker group of the audio an annotation names (the first part of its file_path), if all of it was read."""
-    if len(data) < size:
-        return None
-    with contextlib.suppress(ValueError):
-        record = json.loads(data.decode("utf-8-sig"))
-        file_path = record.get("file_path", record.get("file_name")) if isinstance(record, dict) else None
-        if isinstance(file_path, str):
-            return file_path.split("/", 1)[0]
-    return None
 
 
 def merge(ranges: list[tuple[int, int]], past_folders: Callable[[int], int] = lambda offset: offset) -> list[tuple[int, int]]:
@@ -459,7 +431,7 @@ class FetchedRanges:
         piece_bytes = scaled(PIECE_BYTES, reader.size)
         pieces = [(start, min(end, start + piece_bytes)) for begin, end in missing for start in range(begin, end, piece_bytes)]
         total = sum(end - start for start, end in pieces)
-        with tqdm(total=total, unit="B", unit_scale=True, desc=f"Fetching the test members of {ARCHIVE_NAME}", leave=False) as progress:
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"Fetching parts of {reader.name}", leave=False) as progress:
             reader.map(lambda piece: self.fetch_piece(reader, *piece, progress), pieces)
             progress.leave = True
 
@@ -497,11 +469,13 @@ def subtract(ranges: list[tuple[int, int]], held: list[tuple[int, int]]) -> list
 
 
 class RangeFiles:
-    """The pieces of the archive as one sparse view: bytes at archive offsets, from whichever pieces hold them."""
+    """The pieces in a folder of FetchedRanges as one sparse view of the archive: bytes at archive offsets, from
+    whichever pieces hold them, and the members that begin each region the pieces cover."""
 
-    def __init__(self, pieces: list[tuple[int, int, Path]]):
-        self.pieces = pieces
-        self.starts = [start for start, _, _ in pieces]
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.pieces = FetchedRanges(folder).pieces()
+        self.starts = [start for start, _, _ in self.pieces]
         self.files: dict[Path, BinaryIO] = {}
 
     def __enter__(self) -> "RangeFiles":
@@ -514,6 +488,14 @@ class RangeFiles:
     def regions(self) -> list[tuple[int, int]]:
         """The contiguous ranges the pieces cover: each begins with a member's header and ends with a member."""
         return merge([(start, end) for start, end, _ in self.pieces])
+
+    def members(self) -> Iterator[tuple[str, tuple[int, int]]]:
+        """The files in the pieces, with their checked names and their data's location (offset, size)."""
+        for start, end in self.regions():
+            if not self.read(start, BLOCK).strip(b"\0"):
+                continue  # the end-of-archive blocks, fetched with the last gap: no member
+            for member in region_members(self, start, end):
+                yield member.name, (start + member.offset_data, member.size)
 
     def read(self, offset: int, size: int) -> bytes:
         """Bytes [offset, offset + size) of the archive; ArchiveError if a piece lacks some."""
@@ -528,7 +510,7 @@ class RangeFiles:
             chunks.append(file.read(min(stop, end) - position))
             position = min(stop, end)
         if position < end:
-            raise emotiontalk_test.ArchiveError(f"bytes {position}-{end} of {ARCHIVE_NAME} were not fetched")
+            raise ArchiveError(f"bytes {position}-{end} of the archive are not in {self.folder}")
         return b"".join(chunks)
 
 

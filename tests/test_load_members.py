@@ -1,0 +1,110 @@
+"""load_dataset from the Hub fetches only the ranges of Audio.tar that hold the test split (into the `datasets`
+download cache), proves them whole, and builds the same rows as from the whole archive; where it cannot prove them,
+it says why in one warning and downloads the whole archive. Against the stand-in Hub, redirecting to signed storage
+as the Hub does."""
+
+import hashlib
+import json
+import shutil
+
+import pytest
+
+import synthetic_archive
+from conftest import BUILDER_SCRIPT, PROJECT_DIR
+from stand_in_hub import StandInHub
+from test_hub import expected_rows, load_from_hub
+
+FALLBACK = "the test members alone are not proven the whole split ("
+
+
+def members_options(manifest_path):
+    """The proof for a synthetic archive: the sha256 of the manifest a full export of it gives (H2T's is the default)."""
+    return {"expected_manifest_sha256": hashlib.sha256(manifest_path.read_bytes()).hexdigest()}
+
+
+def ranges_dirs(tmp_path):
+    return list((tmp_path / "hf-home" / "datasets" / "downloads").glob("BAAI--Emotiontalk--Audio.tar.ranges/*"))
+
+
+def archive_downloaded(tmp_path):
+    return any((tmp_path / "hf-home" / "hub").rglob("Audio.tar"))
+
+
+@pytest.mark.parametrize("layout", ["tar_cf", "grouped", "paired"])
+def test_a_build_fetches_only_the_test_members(tmp_path, layout_archive, layout_corpus, layout):
+    archive_path, manifest_path = layout_archive(layout)
+    with StandInHub(archive_path, redirect=True) as hub:
+        result = load_from_hub(tmp_path, hub.url, "build", members_options(manifest_path))
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == expected_rows(layout_corpus) and FALLBACK not in result.stderr
+        test_share = sum(len(synthetic_archive.wav_bytes(u)) for u in layout_corpus if u.is_test) / hub.size
+        assert hub.bytes_sent < (test_share + 0.3) * hub.size and hub.resolve_requests <= 2
+    [ranges_dir] = ranges_dirs(tmp_path)
+    assert ranges_dir.name == hashlib.sha256(archive_path.read_bytes()).hexdigest() and not archive_downloaded(tmp_path)
+
+
+def test_an_unproven_split_is_said_in_one_warning_and_the_whole_archive_downloaded(tmp_path, layout_archive, layout_corpus):
+    """A synthetic archive against the default proof, H2T's manifest of the real archive."""
+    archive_path, _ = layout_archive("grouped")
+    with StandInHub(archive_path, redirect=True) as hub:
+        result = load_from_hub(tmp_path, hub.url, "build")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == expected_rows(layout_corpus)
+    [warning] = [line for line in result.stderr.splitlines() if FALLBACK in line]
+    assert warning.endswith("; downloading the whole archive instead") and "give a manifest of sha256" in warning
+    assert archive_downloaded(tmp_path)
+
+
+def test_test_members_only_false_downloads_the_whole_archive(tmp_path, layout_archive, layout_corpus):
+    archive_path, manifest_path = layout_archive("grouped")
+    with StandInHub(archive_path) as hub:
+        result = load_from_hub(tmp_path, hub.url, "build", {**members_options(manifest_path), "test_members_only": False})
+        assert result.returncode == 0, result.stderr
+        assert hub.ranges_requested() == [""]
+    assert json.loads(result.stdout) == expected_rows(layout_corpus) and archive_downloaded(tmp_path) and not ranges_dirs(tmp_path)
+
+
+def test_a_build_cut_off_is_resumed_with_the_missing_pieces_only_then_loads_offline(tmp_path, layout_archive, layout_corpus):
+    archive_path, manifest_path = layout_archive("tar_cf")
+    options = members_options(manifest_path)
+    with StandInHub(archive_path) as hub:
+        hub.mode, hub.drop_after = "outage", hub.size // 5
+        cut_off = load_from_hub(tmp_path, hub.url, "build", options)
+        assert cut_off.returncode != 0 and "was interrupted" in cut_off.stderr
+        [ranges_dir] = ranges_dirs(tmp_path)
+        kept = {path.name for path in ranges_dir.iterdir() if path.name[0].isdigit()}
+        assert kept
+        hub.mode = "normal"
+        hub.requests.clear()
+        resumed = load_from_hub(tmp_path, hub.url, "build", options)
+        assert resumed.returncode == 0, resumed.stderr
+        requested = hub.ranges_requested()
+    assert not any(f"bytes={int(name.split('-')[0])}-{int(name.split('-')[1]) - 1}" in requested for name in kept)
+    assert json.loads(resumed.stdout) == expected_rows(layout_corpus)
+    offline = load_from_hub(tmp_path, "http://127.0.0.1:9", "build", options, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    assert offline.returncode == 0, offline.stderr
+    assert json.loads(offline.stdout) == expected_rows(layout_corpus)
+
+
+def test_a_rate_limited_build_waits_as_the_hub_asks(tmp_path, layout_archive, layout_corpus):
+    archive_path, manifest_path = layout_archive("grouped")
+    with StandInHub(archive_path, redirect=True) as hub:
+        hub.rate_limited, hub.retry_after = 1, 1
+        result = load_from_hub(tmp_path, hub.url, "build", members_options(manifest_path))
+    assert result.returncode == 0, result.stderr
+    assert "the Hub's rate limit is reached; waiting 1 s" in result.stderr
+    assert json.loads(result.stdout) == expected_rows(layout_corpus)
+
+
+@pytest.mark.parametrize("how", ["absolute path, another folder", "relative path"])
+def test_the_script_loads_by_any_path_from_any_folder(tmp_path, layout_archive, layout_corpus, how):
+    """datasets copies the modules the script imports relatively into its module cache, whatever the path."""
+    archive_path, manifest_path = layout_archive("grouped")
+    (tmp_path / "elsewhere").mkdir()
+    where = {"script": BUILDER_SCRIPT, "cwd": tmp_path / "elsewhere"} if how.startswith("absolute") else {
+        "script": "./emotiontalk_test.py", "cwd": PROJECT_DIR}
+    with StandInHub(archive_path, redirect=True) as hub:
+        result = load_from_hub(tmp_path, hub.url, "build", members_options(manifest_path), **where)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == expected_rows(layout_corpus) and FALLBACK not in result.stderr
+    shutil.rmtree(tmp_path / "elsewhere")
