@@ -27,7 +27,7 @@ from datasets.utils import tqdm
 
 from .h2t_manifest import H2T_MANIFEST_SHA256, manifest_line
 from .hub_archive import ARCHIVE_NAME, HOMEPAGE, LOCAL_COPY_HINT, REPO_ID, ArchiveError, download_archive, hub_file_metadata, offline_message, raise_hub_error
-from .ranged_tar import RangeFiles, RangeReader, Selection, Unproven, checked_member_name, fetch_ranges
+from .ranged_tar import FetchedRanges, RangeFiles, RangeReader, Selection, Unproven, checked_member_name, fetch_in_memory, fetch_ranges
 
 _CITATION = """\
 @article{sun2025emotiontalk,
@@ -113,9 +113,8 @@ class EmotionTalkTest(datasets.GeneratorBasedBuilder):
                     f"streaming reads {REPO_ID}/{ARCHIVE_NAME} from the Hub, and HF_HUB_OFFLINE is set; load without "
                     f"streaming=True (which works offline once the archive is downloaded), or {LOCAL_COPY_HINT}"
                 )
-            # Read over HTTP range requests; `open` in this module is datasets' remote-aware `xopen` here.
-            hub_file_metadata(revision, token)
-            source = {"archive_path": f"hf://datasets/{REPO_ID}@{revision}/{ARCHIVE_NAME}"}
+            hub_file_metadata(revision, token)  # a Hub that refuses says so now, not at the first row
+            source = {"hub_revision": revision, "token": token}
         else:
             source = self._downloaded(dl_manager, revision, token)
         return [datasets.SplitGenerator(name=datasets.Split.TEST, gen_kwargs=source)]
@@ -138,11 +137,23 @@ class EmotionTalkTest(datasets.GeneratorBasedBuilder):
                                f"downloading the whole archive instead")
         return {"archive_path": download_archive(revision, token, force)}
 
-    def _generate_examples(self, archive_path: Optional[str] = None, ranges_dir: Optional[str] = None):
+    def _generate_examples(self, archive_path: Optional[str] = None, ranges_dir: Optional[str] = None,
+                           hub_revision: Optional[str] = None, token=None):
         if ranges_dir is not None:
             with ranges_split(Path(ranges_dir)) as (split, read_audio):
                 yield from split.examples(read_audio)
             return
+        if hub_revision is not None:  # streaming from the Hub: the test members' ranges, mapped now, held in memory
+            try:
+                split, read_audio = streamed_split(hub_revision, token, self.config)
+            except Unproven as reason:
+                logger.warning(f"{REPO_ID}/{ARCHIVE_NAME}: the test members alone are not proven the whole split ({reason}); "
+                               f"streaming the whole archive instead")
+            else:
+                yield from split.examples(read_audio)
+                return
+            # Read over HTTP range requests; `open` in this module is datasets' remote-aware `xopen` here.
+            archive_path = f"hf://datasets/{REPO_ID}@{hub_revision}/{ARCHIVE_NAME}"
         with open(archive_path, "rb") as archive_file:
             split = index_archive(archive_file, archive_path)
             yield from split.examples(lambda location: read_member(archive_file, location, archive_path))
@@ -382,24 +393,44 @@ def fetch_test_members(
     the archive's layout shows them (ranged_tar.fetch_ranges); Unproven where it does not show them in few ranges."""
     if huggingface_hub.constants.HF_HUB_OFFLINE:
         raise ArchiveError(offline_message(local_copy_hint))
+    with hub_range_reader(revision, token, local_copy_hint) as reader:
+        fetch_ranges(ranges_dir, reader, _TEST_MEMBERS, force)
+
+
+def streamed_split(revision: str, token, config: EmotionTalkConfig) -> Tuple[SplitIndex, Callable[[Tuple[int, int]], bytes]]:
+    """The test split from its ranges of Audio.tar, fetched into memory and proven whole, for a streaming pass; and
+    how to read a member's data from them."""
+    with hub_range_reader(revision, token, kept=False) as reader:
+        files = RangeFiles(fetch_in_memory(reader, _TEST_MEMBERS), f"{REPO_ID}/{ARCHIVE_NAME} as streamed")
+    split = split_of(files)
+    prove_whole(split, config.expected_manifest_sha256)
+    return split, lambda location: files.read(*location)
+
+
+def hub_range_reader(revision: str, token, local_copy_hint: str = LOCAL_COPY_HINT, kept: bool = True) -> RangeReader:
+    """A RangeReader of Audio.tar on the Hub, which says what goes wrong in hub_archive's lines; `kept`: what it
+    fetches is kept, and a run cut off resumes from it."""
     announced = hub_file_metadata(revision, token, local_copy_hint)
     url = huggingface_hub.hf_hub_url(REPO_ID, ARCHIVE_NAME, repo_type="dataset", revision=revision)
-    with RangeReader(
+    return RangeReader(
         url, announced, token,
         resolve=lambda: hub_file_metadata(revision, token, local_copy_hint),
-        fail=lambda error: raise_hub_error(error, revision, token, local_copy_hint, resumable=True),
-    ) as reader:
-        fetch_ranges(ranges_dir, reader, _TEST_MEMBERS, force)
+        fail=lambda error: raise_hub_error(error, revision, token, local_copy_hint, resumable=kept),
+    )
 
 
 @contextlib.contextmanager
 def ranges_split(ranges_dir: Path) -> Iterator[Tuple[SplitIndex, Callable[[Tuple[int, int]], bytes]]]:
-    """The test split as the fetched ranges give it, and how to read a member's data from them."""
-    with RangeFiles(ranges_dir) as files:
-        split = SplitIndex(str(ranges_dir))
-        for name, location in files.members():
-            split.add(name, location, lambda: files.read(*location))
-        yield split, lambda location: files.read(*location)
+    """The test split as the ranges fetched into `ranges_dir` give it, and how to read a member's data from them."""
+    with RangeFiles(FetchedRanges(ranges_dir).pieces(), str(ranges_dir)) as files:
+        yield split_of(files), lambda location: files.read(*location)
+
+
+def split_of(files: RangeFiles) -> SplitIndex:
+    split = SplitIndex(files.where)
+    for name, location in files.members():
+        split.add(name, location, lambda: files.read(*location))
+    return split
 
 
 def prove_whole(split: SplitIndex, expected_sha256: str) -> None:

@@ -151,7 +151,7 @@ def hub_error_message(
     if isinstance(error, http_client_errors(_BODY_CUT_SHORT + (_NO_CONNECTION if resumable else ()))):
         return (
             f"the download of {REPO_ID}/{ARCHIVE_NAME} was interrupted ({str(error).splitlines()[0][:120]}); "
-            f"run the same command again to resume where it stopped"
+            f"run the same command again" + " to resume where it stopped" * resumable
         )
     if huggingface_hub.constants.HF_HUB_OFFLINE:
         return offline_message(local_copy_hint)

@@ -101,6 +101,23 @@ def fetch_ranges(ranges_dir: Path, reader: RangeReader, selection: Selection, fo
     ranges.fetch(reader, plan)
 
 
+def fetch_in_memory(reader: RangeReader, selection: Selection) -> list[tuple[int, int, bytes]]:
+    """The pieces that hold the selected members, fetched as fetch_ranges fetches them, but into memory: for a
+    streaming pass, which writes nothing to disk. Raises Unproven as fetch_ranges does."""
+    pieces = in_pieces(ArchiveLayout(reader, selection).ranges_to_fetch(), reader.size)
+    with tqdm(total=sum(end - start for start, end in pieces), unit="B", unit_scale=True,
+              desc=f"Fetching parts of {reader.name}", leave=False) as progress:
+        fetched = reader.map(lambda piece: (*piece, reader.read(*piece, progress=progress)), pieces)
+        progress.leave = True
+    return fetched
+
+
+def in_pieces(ranges: list[tuple[int, int]], archive_size: int) -> list[tuple[int, int]]:
+    """The ranges cut into pieces of PIECE_BYTES at most, each fetched by a request of its own."""
+    piece_bytes = scaled(PIECE_BYTES, archive_size)
+    return [(start, min(end, start + piece_bytes)) for begin, end in ranges for start in range(begin, end, piece_bytes)]
+
+
 def checked_member_name(member: tarfile.TarInfo, archive_name: str) -> str:
     """The member's name without a leading `./`; links, special files and paths leaving the archive are refused."""
     name = member.name[2:] if member.name.startswith("./") else member.name
@@ -123,7 +140,7 @@ def region_members(files: RangeFiles, start: int, end: int) -> Iterator[tarfile.
         archive = tarfile.open(fileobj=io.BufferedReader(RegionFile(files, start, end), 1 << 20), mode="r:")
         while (member := archive.next()) is not None:
             archive.members.clear()
-            member.name = checked_member_name(member, str(files.folder))
+            member.name = checked_member_name(member, files.where)
             if not member.isdir():
                 yield member
     except tarfile.TarError as error:  # ranges that do not begin at a header; a member the builder refuses is refused here too
@@ -427,9 +444,7 @@ class FetchedRanges:
         for start, end, path in self.pieces():
             if not any(begin <= start and end <= stop for begin, stop in ranges):
                 path.unlink()
-        missing = subtract(ranges, [(start, end) for start, end, _ in self.pieces()])
-        piece_bytes = scaled(PIECE_BYTES, reader.size)
-        pieces = [(start, min(end, start + piece_bytes)) for begin, end in missing for start in range(begin, end, piece_bytes)]
+        pieces = in_pieces(subtract(ranges, [(start, end) for start, end, _ in self.pieces()]), reader.size)
         total = sum(end - start for start, end in pieces)
         with tqdm(total=total, unit="B", unit_scale=True, desc=f"Fetching parts of {reader.name}", leave=False) as progress:
             reader.map(lambda piece: self.fetch_piece(reader, *piece, progress), pieces)
@@ -469,12 +484,11 @@ def subtract(ranges: list[tuple[int, int]], held: list[tuple[int, int]]) -> list
 
 
 class RangeFiles:
-    """The pieces in a folder of FetchedRanges as one sparse view of the archive: bytes at archive offsets, from
-    whichever pieces hold them, and the members that begin each region the pieces cover."""
+    """Pieces of the archive, (start, end, file or bytes), as one sparse view of it: bytes at archive offsets, from
+    whichever pieces hold them, and the members that begin each region the pieces cover. `where` names them."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.pieces = FetchedRanges(folder).pieces()
+    def __init__(self, pieces: list[tuple[int, int, Path | bytes]], where: str):
+        self.pieces, self.where = sorted(pieces, key=lambda piece: piece[:2]), where
         self.starts = [start for start, _, _ in self.pieces]
         self.files: dict[Path, BinaryIO] = {}
 
@@ -500,17 +514,20 @@ class RangeFiles:
     def read(self, offset: int, size: int) -> bytes:
         """Bytes [offset, offset + size) of the archive; ArchiveError if a piece lacks some."""
         chunks, position, end = [], offset, offset + size
-        for start, stop, path in self.pieces[max(0, bisect.bisect_right(self.starts, offset) - 1):]:
+        for start, stop, piece in self.pieces[max(0, bisect.bisect_right(self.starts, offset) - 1):]:
             if stop <= position:
                 continue
             if start > position or position >= end:
                 break
-            file = self.files.get(path) or self.files.setdefault(path, open(path, "rb"))
-            file.seek(position - start)
-            chunks.append(file.read(min(stop, end) - position))
+            if isinstance(piece, bytes):
+                chunks.append(piece[position - start : min(stop, end) - start])
+            else:
+                file = self.files.get(piece) or self.files.setdefault(piece, open(piece, "rb"))
+                file.seek(position - start)
+                chunks.append(file.read(min(stop, end) - position))
             position = min(stop, end)
         if position < end:
-            raise ArchiveError(f"bytes {position}-{end} of the archive are not in {self.folder}")
+            raise ArchiveError(f"bytes {position}-{end} of the archive are not in {self.where}")
         return b"".join(chunks)
 
 

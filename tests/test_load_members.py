@@ -30,29 +30,47 @@ def archive_downloaded(tmp_path):
     return any((tmp_path / "hf-home" / "hub").rglob("Audio.tar"))
 
 
+@pytest.mark.parametrize("mode", ["build", "stream"])
 @pytest.mark.parametrize("layout", ["tar_cf", "grouped", "paired"])
-def test_a_build_fetches_only_the_test_members(tmp_path, layout_archive, layout_corpus, layout):
+def test_a_build_or_a_stream_fetches_only_the_test_members(tmp_path, layout_archive, layout_corpus, layout, mode):
+    """The same rows in the same order as from the whole archive; a stream keeps its ranges in memory, and writes
+    nothing to disk (the cache holds the script's module copy alone)."""
     archive_path, manifest_path = layout_archive(layout)
     with StandInHub(archive_path, redirect=True) as hub:
-        result = load_from_hub(tmp_path, hub.url, "build", members_options(manifest_path))
+        result = load_from_hub(tmp_path, hub.url, mode, members_options(manifest_path))
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout) == expected_rows(layout_corpus) and FALLBACK not in result.stderr
         test_share = sum(len(synthetic_archive.wav_bytes(u)) for u in layout_corpus if u.is_test) / hub.size
         assert hub.bytes_sent < (test_share + 0.3) * hub.size and hub.resolve_requests <= 2
+    assert not archive_downloaded(tmp_path)
+    if mode == "stream":
+        assert not ranges_dirs(tmp_path) and max(path.stat().st_size for path in (tmp_path / "hf-home").rglob("*")) < 1 << 20
+        return
     [ranges_dir] = ranges_dirs(tmp_path)
-    assert ranges_dir.name == hashlib.sha256(archive_path.read_bytes()).hexdigest() and not archive_downloaded(tmp_path)
+    assert ranges_dir.name == hashlib.sha256(archive_path.read_bytes()).hexdigest()
 
 
-def test_an_unproven_split_is_said_in_one_warning_and_the_whole_archive_downloaded(tmp_path, layout_archive, layout_corpus):
+@pytest.mark.parametrize("mode, instead", [("build", "downloading"), ("stream", "streaming")])
+def test_an_unproven_split_is_said_in_one_warning_and_the_whole_archive_read(tmp_path, layout_archive, layout_corpus, mode, instead):
     """A synthetic archive against the default proof, H2T's manifest of the real archive."""
     archive_path, _ = layout_archive("grouped")
     with StandInHub(archive_path, redirect=True) as hub:
-        result = load_from_hub(tmp_path, hub.url, "build")
+        result = load_from_hub(tmp_path, hub.url, mode)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == expected_rows(layout_corpus)
     [warning] = [line for line in result.stderr.splitlines() if FALLBACK in line]
-    assert warning.endswith("; downloading the whole archive instead") and "give a manifest of sha256" in warning
-    assert archive_downloaded(tmp_path)
+    assert warning.endswith(f"; {instead} the whole archive instead") and "give a manifest of sha256" in warning
+    assert archive_downloaded(tmp_path) == (mode == "build")
+
+
+def test_a_stream_that_loses_the_hub_says_so_in_one_line(tmp_path, layout_archive):
+    archive_path, manifest_path = layout_archive("grouped")
+    with StandInHub(archive_path, redirect=True) as hub:
+        hub.mode, hub.drop_after = "outage", hub.size // 10
+        result = load_from_hub(tmp_path, hub.url, "stream", members_options(manifest_path))
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert result.returncode != 0 and "ArchiveError: the download of BAAI/Emotiontalk/Audio.tar was interrupted (" in last_line
+    assert last_line.endswith("); run the same command again"), last_line  # nothing is kept to resume from
 
 
 def test_test_members_only_false_downloads_the_whole_archive(tmp_path, layout_archive, layout_corpus):
