@@ -50,7 +50,7 @@ def test_from_hub_on_its_own_synthetic_archive_at_a_tiny_scale(tmp_path):
     table = [line.split(" | ")[:2] for line in result.stdout.splitlines() if line.startswith("| ranges") or line.startswith("| xet")]
     assert table == [[f"| {transport}", run] for transport in ("ranges", "xet") for run in
                      ("(a) hf_hub_download alone", "(b) (a), then the tarfile copy", "(c) export_jsonl.py",
-                      "(d) export_jsonl.py --test-members-only")]
+                      "(d) export_jsonl.py --test-members-only", "(e) load_dataset, build", "(f) load_dataset, streaming pass")]
     assert "Xet's parallel connections against one ranged stream" in result.stdout
     assert list((tmp_path / "work").iterdir()) == []
 
