@@ -114,7 +114,7 @@ class EmotionTalkTest(datasets.GeneratorBasedBuilder):
                     f"streaming=True (which works offline once the archive is downloaded), or {LOCAL_COPY_HINT}"
                 )
             hub_file_metadata(revision, token)  # a Hub that refuses says so now, not at the first row
-            source = {"hub_revision": revision, "token": token}
+            source = {"hub_revision": revision, "token": token} if self.config.test_members_only else {"archive_path": hub_path(revision)}
         else:
             source = self._downloaded(dl_manager, revision, token)
         return [datasets.SplitGenerator(name=datasets.Split.TEST, gen_kwargs=source)]
@@ -152,11 +152,16 @@ class EmotionTalkTest(datasets.GeneratorBasedBuilder):
             else:
                 yield from split.examples(read_audio)
                 return
-            # Read over HTTP range requests; `open` in this module is datasets' remote-aware `xopen` here.
-            archive_path = f"hf://datasets/{REPO_ID}@{hub_revision}/{ARCHIVE_NAME}"
+            archive_path = hub_path(hub_revision)
+        # In a streaming pass, `open` in this module is datasets' `xopen`, which reads an hf:// path by HTTP ranges.
         with open(archive_path, "rb") as archive_file:
             split = index_archive(archive_file, archive_path)
             yield from split.examples(lambda location: read_member(archive_file, location, archive_path))
+
+
+def hub_path(revision: str) -> str:
+    """Audio.tar on the Hub, as a path that a streaming pass opens (through HfFileSystem)."""
+    return f"hf://datasets/{REPO_ID}@{revision}/{ARCHIVE_NAME}"
 
 
 def dataset_info() -> datasets.DatasetInfo:

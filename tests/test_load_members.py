@@ -73,13 +73,19 @@ def test_a_stream_that_loses_the_hub_says_so_in_one_line(tmp_path, layout_archiv
     assert last_line.endswith("); run the same command again"), last_line  # nothing is kept to resume from
 
 
-def test_test_members_only_false_downloads_the_whole_archive(tmp_path, layout_archive, layout_corpus):
+@pytest.mark.parametrize("mode", ["build", "stream"])
+def test_test_members_only_false_reads_the_whole_archive(tmp_path, layout_archive, layout_corpus, mode):
+    """A build downloads it whole, a stream reads it through datasets' HfFileSystem as it always did."""
     archive_path, manifest_path = layout_archive("grouped")
     with StandInHub(archive_path) as hub:
-        result = load_from_hub(tmp_path, hub.url, "build", {**members_options(manifest_path), "test_members_only": False})
+        result = load_from_hub(tmp_path, hub.url, mode, {**members_options(manifest_path), "test_members_only": False})
         assert result.returncode == 0, result.stderr
-        assert hub.ranges_requested() == [""]
-    assert json.loads(result.stdout) == expected_rows(layout_corpus) and archive_downloaded(tmp_path) and not ranges_dirs(tmp_path)
+        requested = hub.ranges_requested()
+    assert json.loads(result.stdout) == expected_rows(layout_corpus) and not ranges_dirs(tmp_path)
+    if mode == "build":
+        assert requested == [""] and archive_downloaded(tmp_path)
+    else:  # every block of 5 MiB read, one request each, from the first byte on
+        assert requested[0].startswith("bytes=0-") and len(requested) >= archive_path.stat().st_size // (5 << 20)
 
 
 def test_a_build_cut_off_is_resumed_with_the_missing_pieces_only_then_loads_offline(tmp_path, layout_archive, layout_corpus):
