@@ -206,7 +206,7 @@ def kept_download(args: argparse.Namespace | None) -> str:
         raw_dir = export_dir_for(args) / "raw"
         kept = sum(path.stat().st_size for path in raw_dir.rglob("*") if path.is_file() and path != raw_dir / ARCHIVE_NAME)
         if kept:
-            return f"; the {kept / 1e6:.1f} MB downloaded so far are kept in {raw_dir} and the next run resumes from them"
+            return f"; what was downloaded so far ({kept / 1e6:.1f} MB) is kept in {raw_dir}, and the next run resumes from it"
     return ""
 
 

@@ -43,6 +43,7 @@ from .hub_archive import ArchiveError
 
 ANNOUNCED_NAME = "announced.json"  # in it: the size and sha256 of the upload the pieces come from
 PLAN_NAME = "plan.json"  # in it: the ranges to fetch, as the probes settled them for that upload
+PROBED_NAME = "probed.json"  # in it: what the probes of a run stopped before the plan was settled had found
 BLOCK = tarfile.BLOCKSIZE
 PROBE_SPACING = 128 << 20  # the first probes: 57 over a 7.5 GB archive, each a round trip of its own
 SCAN_BYTES = 256 << 10  # a probe's first read; members of a few hundred kB are mostly found in it
@@ -96,8 +97,14 @@ def fetch_ranges(ranges_dir: Path, reader: RangeReader, selection: Selection, fo
     ranges.prepare({"sha256": reader.announced.etag, "size": reader.size}, force)
     plan = ranges.plan()
     if plan is None:
-        plan = ArchiveLayout(reader, selection).ranges_to_fetch()
-        ranges.keep_plan(plan)
+        layout = ArchiveLayout(reader, selection, ranges.read_json(PROBED_NAME))
+        try:
+            plan = layout.ranges_to_fetch()
+        except BaseException:  # a Ctrl-C or a lost connection while probing: the next run goes on from what was found
+            ranges.keep_json(PROBED_NAME, layout.found())
+            raise
+        ranges.keep_json(PLAN_NAME, plan)
+        (ranges_dir / PROBED_NAME).unlink(missing_ok=True)
     ranges.fetch(reader, plan)
 
 
@@ -247,19 +254,31 @@ class BoundedWriter:
 class ArchiveLayout:
     """What probes show of the archive's members, and the byte ranges that hold the test split's."""
 
-    def __init__(self, reader: RangeReader, selection: Selection):
+    def __init__(self, reader: RangeReader, selection: Selection, found: dict | None = None):
+        """`found`: what the probes of an earlier run found (`found()`), to go on from."""
         self.reader, self.selection, self.size = reader, selection, reader.size
-        self.known: dict[int, Member] = {}  # by offset; folders are left out (they hold nothing)
-        self.folders: dict[int, int] = {}  # the folders' entries seen: where each begins and ends
-        self.interleaving: dict[str, set[int]] = {}  # by group: where an annotation and an audio member adjoin
-        self.members_end = self.size  # until the end-of-archive blocks are found
-        self.probes = 0
+        found = found or {}
+        # By offset; folders are left out (they hold nothing).
+        self.known = {member[0]: Member(*member) for member in found.get("known", [])}
+        # The folders' entries seen: where each begins and ends.
+        self.folders = {int(offset): end for offset, end in found.get("folders", {}).items()}
+        # By group: where members of two kinds adjoin.
+        self.interleaving = {group: set(offsets) for group, offsets in found.get("interleaving", {}).items()}
+        self.members_end = found.get("members_end", self.size)  # until the end-of-archive blocks are found
+        self.probes = found.get("probes", 0)
+
+    def found(self) -> dict:
+        """What the probes found so far, for a later run to go on from (in JSON's terms)."""
+        return {"known": [dataclasses.astuple(member) for member in self.known.values()], "folders": self.folders,
+                "interleaving": {group: sorted(offsets) for group, offsets in self.interleaving.items()},
+                "members_end": self.members_end, "probes": self.probes}
 
     def ranges_to_fetch(self) -> list[tuple[int, int]]:
         """Probe until every gap between known members is settled; the ranges to fetch, merged and sorted."""
-        # The first probe alone: a server that answers a range with the whole archive is found before the others.
-        self.probe([(0, min(self.size, PROBE_SPACING))])
-        self.probe([(offset, min(self.size, offset + PROBE_SPACING)) for offset in range(PROBE_SPACING, self.size, PROBE_SPACING)])
+        if not self.known:  # nothing found by an earlier run to go on from
+            # The first probe alone: a server that answers a range with the whole archive is found before the others.
+            self.probe([(0, min(self.size, PROBE_SPACING))])
+            self.probe([(offset, min(self.size, offset + PROBE_SPACING)) for offset in range(PROBE_SPACING, self.size, PROBE_SPACING)])
         while gaps := [(self.past_folders(before.end), after.offset) for before, after in self.gaps() if self.decide(before, after) == "split"]:
             if self.probes + len(gaps) > MAX_PROBES:
                 raise Unproven(f"the archive's members are not laid out in few runs ({self.probes} probes did not settle them)")
@@ -405,30 +424,31 @@ class FetchedRanges:
     def __init__(self, folder: Path):
         self.folder = folder
 
-    def announced(self) -> dict | None:
-        try:
-            return json.loads((self.folder / ANNOUNCED_NAME).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-
     def prepare(self, announced: dict, force: bool) -> None:
         """Keep the pieces of this upload (none with `force`), and no half-written one."""
-        if force or self.announced() != announced:
+        if force or self.read_json(ANNOUNCED_NAME) != announced:
             shutil.rmtree(self.folder, ignore_errors=True)
         self.folder.mkdir(parents=True, exist_ok=True)
         for temporary in self.folder.glob(".*.tmp"):
             temporary.unlink()
-        write_whole(self.folder / ANNOUNCED_NAME, json.dumps(announced))
+        self.keep_json(ANNOUNCED_NAME, announced)
 
     def plan(self) -> list[tuple[int, int]] | None:
         """The ranges an earlier run settled for this upload, if it got that far."""
+        plan = self.read_json(PLAN_NAME)
+        return None if plan is None else [(start, end) for start, end in plan]
+
+    def read_json(self, name: str):
         try:
-            return [(start, end) for start, end in json.loads((self.folder / PLAN_NAME).read_text(encoding="utf-8"))]
-        except (OSError, ValueError, TypeError):
+            return json.loads((self.folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             return None
 
-    def keep_plan(self, ranges: list[tuple[int, int]]) -> None:
-        write_whole(self.folder / PLAN_NAME, json.dumps(ranges))
+    def keep_json(self, name: str, value) -> None:
+        """`value` as the JSON of a file of the folder, written whole."""
+        temporary = self.folder / f".{name}.tmp"
+        temporary.write_text(json.dumps(value), encoding="utf-8")
+        os.replace(temporary, self.folder / name)
 
     def pieces(self) -> list[tuple[int, int, Path]]:
         pieces = []
@@ -459,13 +479,6 @@ class FetchedRanges:
             os.replace(temporary, path)
         finally:
             temporary.unlink(missing_ok=True)
-
-
-def write_whole(path: Path, text: str) -> None:
-    """`text` into `path`, under a temporary name first: the file is whole, or as it was."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def subtract(ranges: list[tuple[int, int]], held: list[tuple[int, int]]) -> list[tuple[int, int]]:

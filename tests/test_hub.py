@@ -380,8 +380,8 @@ def test_ctrl_c_during_a_download_says_what_is_kept_and_the_next_run_resumes(tmp
         assert process.returncode == 130, stderr
         kept = partial.stat().st_size
         assert stderr.strip().splitlines()[-1] == (
-            f"export_jsonl.py: interrupted; nothing was left half-written; the {kept / 1e6:.1f} MB downloaded so far are kept in "
-            f"{partial.parent} and the next run resumes from them, run the same command again to finish")
+            f"export_jsonl.py: interrupted; nothing was left half-written; what was downloaded so far ({kept / 1e6:.1f} MB) is kept "
+            f"in {partial.parent}, and the next run resumes from it, run the same command again to finish")
         hub.requests.clear()
         hub.rate_limit = None
         result = export_from_hub(tmp_path, hub.url, HF_HUB_DISABLE_XET="1")

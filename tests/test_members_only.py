@@ -4,8 +4,12 @@ download gives, or the full download itself, said in one line."""
 
 import hashlib
 import json
+import signal
 import socket
+import subprocess
+import sys
 import tarfile
+import time
 
 import pytest
 
@@ -15,7 +19,8 @@ from conftest import PROJECT_DIR
 from h2t_manifest import H2T_MANIFEST_SHA256
 from stand_in_hub import COMMIT, GOOD_TOKEN, StandInHub
 from test_export import assert_exported, assert_one_line_error, expected_manifest
-from test_hub import ACCESS_HINT, export_from_hub
+from test_export import EXPORTER
+from test_hub import ACCESS_HINT, export_from_hub, hub_env
 
 ranged_tar = export_jsonl.project_module("ranged_tar")
 FALLBACK = "export_jsonl.py: --test-members-only: "
@@ -457,3 +462,31 @@ def test_a_rate_limited_hub_is_waited_for_as_it_asks_or_said_in_one_line(tmp_pat
         assert_exported(export_dir(tmp_path), layout_corpus)
     else:
         assert_one_line_error(result, "the Hub refuses more requests for now (its rate limit; it asks to wait 3600 s)")
+
+
+def test_a_ctrl_c_while_probing_keeps_what_the_probes_found(tmp_path, layout_archive, layout_corpus):
+    """The next run goes on probing from there: fewer probes than a run from nothing."""
+    archive_path, manifest_path = layout_archive("grouped")
+    with StandInHub(archive_path, redirect=True) as hub:
+        assert export_members(tmp_path / "from-nothing", hub, manifest_path).returncode == 0
+        fresh_probes = len(hub.ranges_requested()) - len(pieces(tmp_path / "from-nothing" / "h2t" / "emotiontalk" / "raw" / "Audio.tar.ranges"))
+        hub.requests.clear()
+        hub.delay = 0.2
+        process = subprocess.Popen([sys.executable, EXPORTER, "--datadir", str(tmp_path / "h2t"), "--test-members-only",
+                                    "--expected-manifest", str(manifest_path)], env=hub_env(tmp_path, hub.url),
+                                   stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while len(hub.ranges_requested()) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        stderr = process.communicate(timeout=60)[1]
+        ranges_dir = export_dir(tmp_path) / "raw" / "Audio.tar.ranges"
+        assert process.returncode == 130 and (ranges_dir / "probed.json").is_file(), stderr
+        assert not (ranges_dir / "plan.json").exists() and not pieces(ranges_dir)
+        hub.delay, hub.requests[:] = 0, []
+        result = export_members(tmp_path, hub, manifest_path)
+        assert result.returncode == 0 and not fell_back(result), result.stderr
+        probes = len(hub.ranges_requested()) - len(pieces(ranges_dir))
+    # The probes are the same from the same start: each round that ended before the Ctrl-C is not made again.
+    assert probes < fresh_probes and not (ranges_dir / "probed.json").exists()
+    assert_exported(export_dir(tmp_path), layout_corpus)
