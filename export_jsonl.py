@@ -202,7 +202,9 @@ def progress_bars_only_on_a_terminal() -> Iterator[None]:
 def kept_download(args: argparse.Namespace | None) -> str:
     """What an interrupted export keeps of a download for the next run to resume from, as a clause: every file in
     raw/ but the archive itself is such a part (a partial download, fetched ranges, a download being checked)."""
-    with contextlib.suppress(ExportError, OSError, AttributeError):  # AttributeError: no arguments parsed yet
+    if args is None:  # interrupted while the arguments were parsed: nothing was downloaded
+        return ""
+    with contextlib.suppress(ExportError, OSError):
         raw_dir = export_dir_for(args) / "raw"
         kept = sum(path.stat().st_size for path in raw_dir.rglob("*") if path.is_file() and path != raw_dir / ARCHIVE_NAME)
         if kept:
