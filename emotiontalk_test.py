@@ -133,8 +133,7 @@ class EmotionTalkTest(datasets.GeneratorBasedBuilder):
                     prove_whole(split, self.config.expected_manifest_sha256)
                 return {"ranges_dir": str(ranges_dir)}
             except Unproven as reason:
-                logger.warning(f"{REPO_ID}/{ARCHIVE_NAME}: the test members alone are not proven the whole split ({reason}); "
-                               f"downloading the whole archive instead")
+                warn_unproven(reason, "downloading")
         return {"archive_path": download_archive(revision, token, force)}
 
     def _generate_examples(self, archive_path: Optional[str] = None, ranges_dir: Optional[str] = None,
@@ -147,8 +146,7 @@ class EmotionTalkTest(datasets.GeneratorBasedBuilder):
             try:
                 split, read_audio = streamed_split(hub_revision, token, self.config)
             except Unproven as reason:
-                logger.warning(f"{REPO_ID}/{ARCHIVE_NAME}: the test members alone are not proven the whole split ({reason}); "
-                               f"streaming the whole archive instead")
+                warn_unproven(reason, "streaming")
             else:
                 yield from split.examples(read_audio)
                 return
@@ -157,6 +155,11 @@ class EmotionTalkTest(datasets.GeneratorBasedBuilder):
         with open(archive_path, "rb") as archive_file:
             split = index_archive(archive_file, archive_path)
             yield from split.examples(lambda location: read_member(archive_file, location, archive_path))
+
+
+def warn_unproven(reason: Unproven, instead: str) -> None:
+    logger.warning(f"{REPO_ID}/{ARCHIVE_NAME}: the test members alone are not proven the whole split ({reason}); "
+                   f"{instead} the whole archive instead")
 
 
 def hub_path(revision: str) -> str:
