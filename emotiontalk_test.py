@@ -128,7 +128,7 @@ class EmotionTalkTest(datasets.GeneratorBasedBuilder):
             cache_dir = dl_manager.download_config.cache_dir or datasets.config.DOWNLOADED_DATASETS_PATH
             ranges_dir = Path(cache_dir) / f"{REPO_ID.replace('/', '--')}--{ARCHIVE_NAME}.ranges" / announced.etag
             try:
-                fetch_test_members(ranges_dir, revision, token, force)
+                fetch_test_members(ranges_dir, revision, token, force, announced=announced)
                 with ranges_split(ranges_dir) as (split, _):
                     prove_whole(split, self.config.expected_manifest_sha256)
                 return {"ranges_dir": str(ranges_dir)}
@@ -395,13 +395,15 @@ _TEST_MEMBERS = Selection(member_kind, _TEST_GROUPS, ("annotation",))
 
 
 def fetch_test_members(
-    ranges_dir: Path, revision: str, token: Optional[str] = None, force: bool = False, local_copy_hint: str = LOCAL_COPY_HINT
+    ranges_dir: Path, revision: str, token: Optional[str] = None, force: bool = False, local_copy_hint: str = LOCAL_COPY_HINT,
+    announced: Optional[huggingface_hub.HfFileMetadata] = None,
 ) -> None:
     """Fetch into `ranges_dir` the byte ranges of Audio.tar on the Hub that hold the test split's members, as far as
-    the archive's layout shows them (ranged_tar.fetch_ranges); Unproven where it does not show them in few ranges."""
+    the archive's layout shows them (ranged_tar.fetch_ranges); Unproven where it does not show them in few ranges.
+    `announced`: what the Hub announced for it, if the caller asked already (each `resolve` request counts)."""
     if huggingface_hub.constants.HF_HUB_OFFLINE:
         raise ArchiveError(offline_message(local_copy_hint))
-    with hub_range_reader(revision, token, local_copy_hint) as reader:
+    with hub_range_reader(revision, token, local_copy_hint, announced=announced) as reader:
         fetch_ranges(ranges_dir, reader, _TEST_MEMBERS, force)
 
 
@@ -415,10 +417,11 @@ def streamed_split(revision: str, token, config: EmotionTalkConfig) -> Tuple[Spl
     return split, lambda location: files.read(*location)
 
 
-def hub_range_reader(revision: str, token, local_copy_hint: str = LOCAL_COPY_HINT, kept: bool = True) -> RangeReader:
+def hub_range_reader(revision: str, token, local_copy_hint: str = LOCAL_COPY_HINT, kept: bool = True,
+                     announced: Optional[huggingface_hub.HfFileMetadata] = None) -> RangeReader:
     """A RangeReader of Audio.tar on the Hub, which says what goes wrong in hub_archive's lines; `kept`: what it
-    fetches is kept, and a run cut off resumes from it."""
-    announced = hub_file_metadata(revision, token, local_copy_hint)
+    fetches is kept, and a run cut off resumes from it; `announced`: what the Hub announced, if asked already."""
+    announced = announced or hub_file_metadata(revision, token, local_copy_hint)
     url = huggingface_hub.hf_hub_url(REPO_ID, ARCHIVE_NAME, repo_type="dataset", revision=revision)
     return RangeReader(
         url, announced, token,
