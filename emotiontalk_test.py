@@ -26,7 +26,7 @@ import huggingface_hub
 from datasets.utils import tqdm
 
 from .h2t_manifest import H2T_MANIFEST_SHA256, manifest_line
-from .hub_archive import ARCHIVE_NAME, HOMEPAGE, LOCAL_COPY_HINT, REPO_ID, ArchiveError, download_archive, hub_file_metadata, offline_message, raise_hub_error
+from .hub_archive import ARCHIVE_NAME, HOMEPAGE, LOCAL_COPY_HINT, REPO_ID, ArchiveError, archive_url, download_archive, hub_file_metadata, offline_message, raise_hub_error
 from .ranged_tar import FetchedRanges, RangeFiles, RangeReader, Selection, Unproven, checked_member_name, fetch_in_memory, fetch_ranges
 
 _CITATION = """\
@@ -422,9 +422,8 @@ def hub_range_reader(revision: str, token, local_copy_hint: str = LOCAL_COPY_HIN
     """A RangeReader of Audio.tar on the Hub, which says what goes wrong in hub_archive's lines; `kept`: what it
     fetches is kept, and a run cut off resumes from it; `announced`: what the Hub announced, if asked already."""
     announced = announced or hub_file_metadata(revision, token, local_copy_hint)
-    url = huggingface_hub.hf_hub_url(REPO_ID, ARCHIVE_NAME, repo_type="dataset", revision=revision)
     return RangeReader(
-        url, announced, token,
+        archive_url(revision), announced, token,
         resolve=lambda: hub_file_metadata(revision, token, local_copy_hint),
         fail=lambda error: raise_hub_error(error, revision, token, local_copy_hint, resumable=kept),
     )

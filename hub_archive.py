@@ -50,7 +50,7 @@ def hub_file_metadata(
 ) -> huggingface_hub.HfFileMetadata:
     """What the Hub announces for Audio.tar (size, sha256 as ETag, and where its bytes are); fails with one clear
     line when it cannot. Past the Hub's rate limit, waits as long as it asks, up to _RATE_LIMIT_WAIT_SECONDS."""
-    url = huggingface_hub.hf_hub_url(REPO_ID, ARCHIVE_NAME, repo_type="dataset", revision=revision)
+    url = archive_url(revision)
     for attempt in range(_RATE_LIMIT_ATTEMPTS):
         try:
             return huggingface_hub.get_hf_file_metadata(url, token=token)
@@ -60,6 +60,11 @@ def hub_file_metadata(
                 raise_hub_error(error, revision, token, local_copy_hint)
             logger.warning(f"the Hub's rate limit is reached; waiting {wait} s, as it asks, before asking again")
             time.sleep(wait)
+
+
+def archive_url(revision: str) -> str:
+    """The `resolve` URL of Audio.tar at `revision`, on the Hub that HF_ENDPOINT names."""
+    return huggingface_hub.hf_hub_url(REPO_ID, ARCHIVE_NAME, repo_type="dataset", revision=revision)
 
 
 def rate_limit_wait(error: Exception) -> Optional[int]:

@@ -204,7 +204,7 @@ def keep_prefix(partial_path: str, length: int) -> int:
 def resume_download(partial_path: str, revision: str, token: str | None, expected_size: int | None) -> str:
     """Append the rest of Audio.tar to `partial_path` by HTTP range (huggingface_hub's `http_get`, which shows
     progress); the sha256 of the whole file, from the bytes as they were written."""
-    url = huggingface_hub.hf_hub_url(REPO_ID, ARCHIVE_NAME, repo_type="dataset", revision=revision)
+    url = hub_archive.archive_url(revision)
     if expected_size is not None and os.path.exists(partial_path) and os.path.getsize(partial_path) > expected_size:
         os.remove(partial_path)  # longer than the file: left from another upload of it
     with open(partial_path, "ab") as partial_file:
