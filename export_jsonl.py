@@ -136,7 +136,7 @@ environment:
         "the archive's sha256",
     )
     parser.add_argument(
-        "--expected-manifest", type=Path, metavar="MANIFEST",
+        "--expected-manifest", type=manifest_file, metavar="MANIFEST",
         help="with --test-members-only: the manifest a full export of the archive gives, which proves the fetched "
         "split whole (default: the one H2T commits as manifests/emotiontalk/zh-en.jsonl)",
     )
@@ -148,6 +148,12 @@ environment:
             parser.error(f"{first} and {second} cannot go together")
     args.revision = args.revision or "main"
     return args
+
+
+def manifest_file(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give the path of an H2T manifest file")
+    return Path(text)
 
 
 def main(argv: list[str] | None = None, restore_signal_handlers: bool = True) -> int:
@@ -165,9 +171,9 @@ def main(argv: list[str] | None = None, restore_signal_handlers: bool = True) ->
     except Interrupted as interruption:
         remove_folders_left_empty()
         if args is not None and args.verify:
-            outcome = "the export was not changed, run the same command again to finish"
+            outcome = "the export was not changed; run the same command again to finish"
         else:
-            outcome = f"nothing was left half-written{kept_download(args)}, run the same command again to finish"
+            outcome = f"nothing was left half-written{kept_download(args)}; run the same command again to finish"
         print(f"{erase_a_bar()}export_jsonl.py: interrupted; {outcome}", file=sys.stderr)
         return 128 + interruption.signal_number
     except Exception as error:  # noqa: BLE001 - anything expected is reported as one line below
@@ -200,15 +206,22 @@ def progress_bars_only_on_a_terminal() -> Iterator[None]:
 
 
 def kept_download(args: argparse.Namespace | None) -> str:
-    """What an interrupted export keeps of a download for the next run to resume from, as a clause: every file in
-    raw/ but the archive itself is such a part (a partial download, fetched ranges, a download being checked)."""
+    """What an interrupted export keeps of what it downloaded, for the next run to resume from, as a clause: the
+    partial download (or one still being checked) and, with --test-members-only, the fetched pieces; none of the
+    files that keep track of them. A run that never imported the module that downloads them downloaded none."""
     if args is None:  # interrupted while the arguments were parsed: nothing was downloaded
         return ""
+    hub_download, ranged_tar = (sys.modules.get(f"{PACKAGE}.{name}") for name in ("hub_download", "ranged_tar"))
     with contextlib.suppress(ExportError, OSError):
         raw_dir = export_dir_for(args) / "raw"
-        kept = sum(path.stat().st_size for path in raw_dir.rglob("*") if path.is_file() and path != raw_dir / ARCHIVE_NAME)
+        kept = 0
+        if hub_download is not None:
+            partial = [raw_dir / hub_download.PARTIAL_NAME, raw_dir / hub_download.UNVERIFIED_DIR / ARCHIVE_NAME]
+            kept += sum(path.stat().st_size for path in partial if path.is_file())
+        if args.test_members_only and ranged_tar is not None:
+            kept += sum(path.stat().st_size for *_, path in ranged_tar.FetchedRanges(raw_dir / RANGES_NAME).pieces())
         if kept:
-            return f"; what was downloaded so far ({kept / 1e6:.1f} MB) is kept in {raw_dir}, and the next run resumes from it"
+            return f"; what was downloaded so far ({kept / 1e6:.1f} MB) is kept in {raw_dir} for the next run to resume from"
     return ""
 
 
@@ -220,6 +233,11 @@ def erase_a_bar() -> str:
 
 def export(args: argparse.Namespace) -> int:
     export_dir = export_dir_for(args)
+    state = read_state(export_dir)
+    if args.demo:
+        refuse_a_demo_over_the_users_export(export_dir, state)
+    elif args.archive is None:
+        refuse_another_revision(export_dir, state, args)
     make_folder(export_dir)
     if not os.access(export_dir, os.W_OK):
         raise ExportError(f"{export_dir}: folder is not writable; choose a writable --datadir or H2T_DATADIR")
@@ -228,7 +246,6 @@ def export(args: argparse.Namespace) -> int:
     archive_path = archive_for(args)
     ranges_dir = archive_path.with_name(RANGES_NAME)
     source_path = ranges_dir if args.test_members_only and not archive_path.is_file() else archive_path
-    state = read_state(export_dir)
     if not args.force and source_path.exists() and export_is_current(state, source_path, export_dir, args.parquet):
         print_summary(state, export_dir, source_path, written=0)
         return 0
@@ -244,23 +261,75 @@ def export(args: argparse.Namespace) -> int:
                 state, written = write_split(args, export_dir, *split, None)
             if args.expected_manifest:  # for the repair command of --verify
                 state["expected_manifest"] = str(args.expected_manifest.resolve())
-            return finish_export(export_dir, ranges_dir, state, written)
+            return finish_export(export_dir, ranges_dir, state, written, archive_sha256=None)
         except builder.Unproven as reason:
             print(f"export_jsonl.py: --test-members-only: {reason}; downloading the whole archive instead", file=sys.stderr)
-    archive_check = None
-    if args.force or not archive_path.is_file() or state.get("archive") != archive_fingerprint(archive_path):
-        archive_path, archive_check = download_archive(args)
+    archive_check, archive_sha256 = None, state.get("archive_sha256")
+    if args.force or not archive_path.is_file() or not export_vouches_for(state, archive_path, args):
+        archive_path, archive_sha256, archive_check = download_archive(args, state)
     with confirmed_before_errors(archive_check), archive_split(archive_path) as split:
         state, written = write_split(args, export_dir, *split, archive_check)
     if archive_check is not None:
         archive_path = Path(archive_check.archive_path)
     shutil.rmtree(ranges_dir, ignore_errors=True)  # fetched by an earlier --test-members-only: superseded
-    return finish_export(export_dir, archive_path, state, written)
+    return finish_export(export_dir, archive_path, state, written, archive_sha256)
 
 
-def finish_export(export_dir: Path, source_path: Path, state: dict, written: int) -> int:
-    """Record what the export wrote, from which archive (or fetched ranges of it), and say so."""
+def refuse_a_demo_over_the_users_export(export_dir: Path, state: dict) -> None:
+    """The demo writes its synthetic archive and export over nothing but a demo's own: a real export, or an archive,
+    manifest or WAVs put there otherwise, is the user's. A demo cut off before it recorded its export has left the
+    demo archive, which tells it."""
+    if state.get("demo"):
+        return
+    raw_archive = export_dir / "raw" / ARCHIVE_NAME
+    if raw_archive.is_file() and not state and is_the_demo_archive(raw_archive):
+        return
+    found = [path for path in (raw_archive, export_dir / "raw" / RANGES_NAME, export_dir / MANIFEST_NAME, export_dir / STATE_NAME)
+             if os.path.lexists(path)] + sorted((export_dir / AUDIO_DIR).glob("*.wav"))[:1]
+    if found:
+        raise ExportError(f"{export_dir} holds an export that is not the demo's ({found[0]} is there), which --demo "
+                          f"never writes over; give the demo a folder of its own, e.g. --datadir demo")
+
+
+def is_the_demo_archive(archive_path: Path) -> bool:
+    check_datasets_version()
+    import synthetic_archive
+
+    demo_path = archive_path.with_name(f".{ARCHIVE_NAME}.demo.{os.getpid()}.tmp")
+    try:
+        synthetic_archive.write_small_archive(demo_path)
+        return demo_path.stat().st_size == archive_path.stat().st_size and demo_path.read_bytes() == archive_path.read_bytes()
+    finally:
+        demo_path.unlink(missing_ok=True)
+
+
+def refuse_another_revision(export_dir: Path, state: dict, args: argparse.Namespace) -> None:
+    """An export of one revision of Audio.tar is not made over into another's without --force."""
+    recorded = recorded_revision(state)
+    if recorded not in (None, args.revision) and not args.force:
+        raise ExportError(f"{export_dir} holds the export of revision {recorded!r} of Audio.tar, not {args.revision!r}; "
+                          f"add --force to replace it with {args.revision!r}'s, or give that one a --datadir of its own")
+
+
+def recorded_revision(state: dict) -> str | None:
+    """The Hub revision of the recorded export's archive; None for one made from --archive or the demo. An export
+    recorded before revisions were was made from main's."""
+    if not state or state.get("demo"):
+        return None
+    return state.get("revision", "main")
+
+
+def export_vouches_for(state: dict, archive_path: Path, args: argparse.Namespace) -> bool:
+    """The recorded export was made from this very archive file, of the revision asked for."""
+    same_revision = args.archive is not None or recorded_revision(state) == args.revision
+    return same_revision and state.get("archive") == archive_fingerprint(archive_path)
+
+
+def finish_export(export_dir: Path, source_path: Path, state: dict, written: int, archive_sha256: str | None) -> int:
+    """Record what the export wrote, from which archive (or fetched ranges of it) and what it was checked to be, and
+    say so."""
     state["archive"] = archive_fingerprint(source_path)
+    state["archive_sha256"] = archive_sha256
     write_atomically(export_dir / STATE_NAME, json.dumps(state, indent=1).encode("utf-8"))
     print_summary(state, export_dir, source_path, written)
     return 0
@@ -277,7 +346,7 @@ def write_split(args: argparse.Namespace, export_dir: Path, info, row_count: int
     audio_dir = export_dir / AUDIO_DIR
     make_folder(audio_dir)
     emotion_names = info.features["emotion"].names
-    manifest_lines, wav_sizes, written = [], {}, 0
+    manifest_lines, wav_sizes, wav_sha256, written = [], {}, {}, 0
     summary = {"emotion": collections.Counter(), "group": collections.Counter(), "seconds": 0.0}
     if args.parquet:
         make_folder(export_dir / PARQUET_DIR)
@@ -294,6 +363,7 @@ def write_split(args: argparse.Namespace, export_dir: Path, info, row_count: int
             emotion = emotion_names[row["emotion"]]
             manifest_lines.append(manifest_line(row["sample_id"], row["raw_transcription"], emotion))
             wav_sizes[wav_path.name] = len(audio_bytes)
+            wav_sha256[wav_path.name] = hashlib.sha256(audio_bytes).hexdigest()  # --verify tells a damaged archive by it
             summary["emotion"][emotion] += 1
             summary["group"][row["sample_id"].split("_")[0]] += 1
             summary["seconds"] += audio_seconds(audio_bytes, row["file_path"])
@@ -313,17 +383,20 @@ def write_split(args: argparse.Namespace, export_dir: Path, info, row_count: int
         "code": code_fingerprint(),
         "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
         "wav_sizes": wav_sizes,
+        "wav_sha256": wav_sha256,
         "parquet_sizes": parquet_sizes,
         "summary": summary,
         "demo": args.demo,  # for the repair command of --verify
+        "revision": None if args.demo or args.archive is not None else args.revision,
     }
     return state, written
 
 
 def verify(args: argparse.Namespace) -> int:
-    """Every manifest row's WAV exists, decodes and equals its archive member; the manifest is exact; no stray WAVs;
-    parquet/, if there, holds exactly the split's rows and features. Prints each problem, then the command that
-    repairs them."""
+    """The archive is the one the export was made from (its size and sha256, and each test WAV's, as recorded);
+    then every manifest row's WAV exists, decodes and equals its archive member; the manifest is exact; no stray
+    WAVs; parquet/, if there, holds exactly the split's rows and features. Prints each problem, then the command
+    that repairs them."""
     check_datasets_version()
     import soundfile
 
@@ -335,6 +408,11 @@ def verify(args: argparse.Namespace) -> int:
     if not manifest_path.is_file():
         raise ExportError(f"{manifest_path}: no manifest; run export_jsonl.py first")
     archive_path = archive_to_verify_against(args, export_dir)
+    state = read_state(export_dir)
+    archive_problem = archive_differs_from_record(archive_path, state)
+    if archive_problem is not None:
+        return report_a_changed_archive(export_dir, archive_path, archive_problem)
+    recorded_sha256 = state.get("wav_sha256", {}) if state.get("archive", [None])[0] == str(archive_path) else {}
     problems, expected_lines, expected_wavs = [], [], set()
     # A missing file, or a manifest that is not the one recorded, makes the export stale, and a plain run of the
     # export writes it again; a file of the recorded size with other bytes takes --force, which rewrites all.
@@ -344,10 +422,14 @@ def verify(args: argparse.Namespace) -> int:
         emotion_names = info.features["emotion"].names
         shard_check = parquet_copy.ShardCheck(parquet_dir, info.features) if parquet_dir.is_dir() else None
         for row in rows:
+            wav_path = audio_dir / f"{row['sample_id']}.wav"
+            member_sha256 = hashlib.sha256(row["audio"]["bytes"]).hexdigest()
+            if recorded_sha256.get(wav_path.name, member_sha256) != member_sha256:
+                return report_a_changed_archive(export_dir, archive_path, f"member {row['file_path']} is not the one the export "
+                                                f"was made from (its sha256 differs from the one recorded for {wav_path.name})")
             if shard_check is not None:
                 shard_check.compare(row)
             expected_lines.append(manifest_line(row["sample_id"], row["raw_transcription"], emotion_names[row["emotion"]]))
-            wav_path = audio_dir / f"{row['sample_id']}.wav"
             expected_wavs.add(wav_path.name)
             if not wav_path.is_file():
                 problems.append(f"{wav_path}: missing")
@@ -387,6 +469,30 @@ def verify(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def archive_differs_from_record(archive_path: Path, state: dict) -> str | None:
+    """How the archive (not the fetched ranges) differs from the one the recorded export was made from, by its size
+    and, where the export knew it, its sha256 (a copy checked against the Hub's); None where it does not."""
+    recorded = state.get("archive")
+    if archive_path.is_dir() or not recorded or recorded[0] != str(archive_path):
+        return None
+    hub_archive = import_frozen("hub_archive")
+    return hub_archive.archive_problem(str(archive_path), recorded[1], state.get("archive_sha256") or "",
+                                       record="the export recorded for the archive it was made from")
+
+
+def report_a_changed_archive(export_dir: Path, archive_path: Path, problem: str) -> int:
+    """--verify's report when its reference is what changed: the archive is named, not the WAVs, and the repair
+    gets a good archive first."""
+    print(f"{archive_path}: {problem}")
+    print(f"verified nothing in {export_dir}: the archive to verify against is not the one the export was made from")
+    repair = repair_command(export_dir, archive_path, force=True)
+    state = read_state(export_dir)
+    if archive_path.is_file() and not state.get("demo") and recorded_revision(state) is None:  # the user's own copy
+        repair = f"replace {archive_path} with a good copy of {ARCHIVE_NAME}, then run {repair}"
+    print(f"to repair: {repair}")
+    return 1
+
+
 def archive_to_verify_against(args: argparse.Namespace, export_dir: Path) -> Path:
     """--archive, else raw/Audio.tar, else the archive the recorded export was made from."""
     if args.archive is not None:
@@ -396,23 +502,30 @@ def archive_to_verify_against(args: argparse.Namespace, export_dir: Path) -> Pat
     for archive_path in (raw_archive, Path(recorded[0]) if recorded else None):
         if archive_path is not None and archive_path.exists():
             return archive_path
+    if recorded:
+        raise ExportError(f"{recorded[0]}: the archive the export was made from is gone; put it back, or pass "
+                          f"--archive /path/to/{ARCHIVE_NAME}")
     raise ExportError(f"{raw_archive}: no archive to verify against, and none recorded by the export; "
                       f"pass --archive /path/to/{ARCHIVE_NAME}")
 
 
 def repair_command(export_dir: Path, archive_path: Path, force: bool) -> str:
     """The export command that writes again, from the archive verified against, what is missing (or, with
-    `force`, every file), made as the recorded export was made."""
+    `force`, every file), made as the recorded export was made; the script named by its path, to run from any
+    folder."""
     state = read_state(export_dir)
-    command = ["python", "export_jsonl.py", "--datadir", str(export_dir.parent)]
+    command = ["python", str(PROJECT_DIR / "export_jsonl.py"), "--datadir", str(export_dir.parent)]
     if state.get("demo"):
         command.append("--demo")
-    elif archive_path.is_dir():
-        command.append("--test-members-only")
-        expected_manifest = state.get("expected_manifest")
-        command += ["--expected-manifest", expected_manifest] if expected_manifest else []
-    elif archive_path != export_dir / "raw" / ARCHIVE_NAME:
-        command += ["--archive", str(archive_path)]
+    else:
+        revision = recorded_revision(state)
+        command += ["--revision", revision] if revision not in (None, "main") else []
+        if archive_path.is_dir():
+            command.append("--test-members-only")
+            expected_manifest = state.get("expected_manifest")
+            command += ["--expected-manifest", expected_manifest] if expected_manifest else []
+        elif archive_path != export_dir / "raw" / ARCHIVE_NAME:
+            command += ["--archive", str(archive_path)]
     if (export_dir / PARQUET_DIR).is_dir():
         command.append("--parquet")
     return " ".join(command + ["--force"] * force)
@@ -440,11 +553,12 @@ FOLDERS_CREATED: list[Path] = []
 def make_folder(folder: Path) -> None:
     """`mkdir -p` that remembers the folders it made, so that a failed run can take back those it left empty."""
     missing = [path for path in (folder, *folder.parents) if not path.exists()]
+    # Remembered before they are made: a Ctrl-C between the two would otherwise leave them behind.
+    FOLDERS_CREATED.extend(reversed(missing))
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ExportError(f"{folder}: cannot create the output folder ({error.strerror}); choose a writable --datadir") from None
-    FOLDERS_CREATED.extend(reversed(missing))
 
 
 def remove_folders_left_empty() -> None:
@@ -466,15 +580,19 @@ def archive_for(args: argparse.Namespace) -> Path:
     return archive_path
 
 
-def download_archive(args: argparse.Namespace) -> tuple[Path, PendingCheck | None]:
-    """The archive to export from, and, for a Xet download still being hashed, its PendingCheck (else None)."""
+def download_archive(args: argparse.Namespace, state: dict) -> tuple[Path, str | None, PendingCheck | None]:
+    """The archive to export from, the sha256 it was checked to have (None where nothing checked it), and, for a Xet
+    download still being hashed, its PendingCheck (else None)."""
     archive_path = archive_for(args)
     if args.archive is not None:
-        return archive_path, None
+        return archive_path, None, None
     make_folder(archive_path.parent)
     hub_download = import_frozen("hub_download")
-    archive_check = hub_download.fetch_archive(str(archive_path), revision=args.revision)
-    return (archive_path if archive_check is None else Path(archive_check.path)), archive_check
+    recorded = state.get("archive")
+    recorded_check = (recorded[1], state["archive_sha256"]) if state.get("archive_sha256") and recorded[0] == str(archive_path) else None
+    sha256, archive_check = hub_download.fetch_archive(str(archive_path), revision=args.revision, force=args.force,
+                                                       recorded=recorded_check)
+    return (archive_path if archive_check is None else Path(archive_check.path)), sha256, archive_check
 
 
 @contextlib.contextmanager
@@ -605,7 +723,7 @@ def code_fingerprint() -> str:
 def read_state(export_dir: Path) -> dict:
     try:
         return json.loads((export_dir / STATE_NAME).read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, NotADirectoryError, ValueError):
         return {}
 
 
@@ -668,7 +786,7 @@ def print_summary(state: dict, export_dir: Path, archive_path: Path, written: in
 def one_line_error(error: BaseException, args: argparse.Namespace | None) -> str | None:
     """The message for an error the user can act on, or None for a bug (which keeps its traceback)."""
     # By name: the loading script's module, whose ArchiveError this is, is imported only when it is needed.
-    if isinstance(error, ExportError) or type(error).__name__ == "ArchiveError":
+    if isinstance(error, ExportError) or "ArchiveError" in (cls.__name__ for cls in type(error).__mro__):
         return str(error)
     if isinstance(error, OSError) and error.strerror:
         # A failed write() names no file (a full disk, say): the folder being written is named instead.

@@ -45,6 +45,10 @@ class ArchiveError(ValueError):
     """The archive, or the Hub that serves it, cannot give a correct test split; the message says what to do."""
 
 
+class HubUnreachable(ArchiveError):
+    """The Hub did not answer at all (no network, or a wrong HF_ENDPOINT): a copy on disk may still serve."""
+
+
 def hub_file_metadata(
     revision: str = "main", token: Optional[str] = None, local_copy_hint: str = LOCAL_COPY_HINT
 ) -> huggingface_hub.HfFileMetadata:
@@ -140,8 +144,27 @@ def raise_hub_error(
     it downloaded, so that a lost connection is an interruption to resume."""
     message = hub_error_message(error, revision, token, local_copy_hint, resumable)
     if message is None:
-        raise ArchiveError(f"the Hub failed to serve {REPO_ID}/{ARCHIVE_NAME}: {str(error).splitlines()[0]}") from error
-    raise ArchiveError(message) from None
+        raise ArchiveError(f"the Hub failed to serve {REPO_ID}/{ARCHIVE_NAME}: {in_one_line(error, 300)}") from error
+    raise (HubUnreachable if unreachable(error) and not resumable else ArchiveError)(message) from None
+
+
+def in_one_line(error: BaseException, limit: int) -> str:
+    """The error's message as one line of at most `limit` characters; huggingface_hub spreads some over several
+    ("Bad request:", then what the server said), after a blank one."""
+    words = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return (words or type(error).__name__)[:limit]
+
+
+def unreachable(error: Exception) -> bool:
+    """No answer from the Hub: no connection, or huggingface_hub's word for it."""
+    return not huggingface_hub.constants.HF_HUB_OFFLINE and isinstance(
+        error, (huggingface_hub.errors.LocalEntryNotFoundError, *http_client_errors(_NO_CONNECTION)))
+
+
+def unreached_line(what: str) -> str:
+    """The line that says a copy on disk serves because the Hub did not answer."""
+    return (f"the Hub at {huggingface_hub.constants.ENDPOINT} was not reached; {what}, so a newer upload of "
+            f"{REPO_ID}/{ARCHIVE_NAME} could not be checked for")
 
 
 def hub_error_message(
@@ -155,12 +178,12 @@ def hub_error_message(
     errors = huggingface_hub.errors
     if isinstance(error, http_client_errors(_BODY_CUT_SHORT + (_NO_CONNECTION if resumable else ()))):
         return (
-            f"the download of {REPO_ID}/{ARCHIVE_NAME} was interrupted ({str(error).splitlines()[0][:120]}); "
+            f"the download of {REPO_ID}/{ARCHIVE_NAME} was interrupted ({in_one_line(error, 120)}); "
             f"run the same command again" + " to resume where it stopped" * resumable
         )
     if huggingface_hub.constants.HF_HUB_OFFLINE:
         return offline_message(local_copy_hint)
-    if isinstance(error, (errors.LocalEntryNotFoundError, *http_client_errors(_NO_CONNECTION))):
+    if unreachable(error):
         return (
             f"cannot reach the Hub at {huggingface_hub.constants.ENDPOINT} for {REPO_ID}/{ARCHIVE_NAME} and it is not "
             f"downloaded yet; {local_copy_hint}, or set HF_HUB_OFFLINE=1 once the archive is downloaded"
@@ -176,7 +199,7 @@ def hub_error_message(
         return f"{ARCHIVE_NAME} not found in {REPO_ID} at revision {revision!r}; {check}"
     if raised_by_xet(error):
         return (
-            f"the Xet download of {REPO_ID}/{ARCHIVE_NAME} failed ({str(error).splitlines()[0][:160]}); run the same "
+            f"the Xet download of {REPO_ID}/{ARCHIVE_NAME} failed ({in_one_line(error, 160)}); run the same "
             f"command again, or set HF_HUB_DISABLE_XET=1 to download over plain HTTP"
         )
     status = getattr(getattr(error, "response", None), "status_code", None)

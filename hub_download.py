@@ -33,6 +33,7 @@ from datasets.utils import tqdm
 from . import hub_archive
 from .hub_archive import ARCHIVE_NAME, REPO_ID, SHA256_HEX
 
+PARTIAL_NAME = f".{ARCHIVE_NAME}.incomplete"  # inside raw/: a download under way, which the next run resumes
 UNVERIFIED_DIR = ".unverified"  # inside raw/: a complete Xet download, read by the export while it is hashed
 # Beside it, what the Hub announced for it, so that a run stopped before the check can be checked later, offline too.
 ANNOUNCED_SUFFIX = ".announced.json"
@@ -40,43 +41,112 @@ BLOCK_BYTES = 1 << 24  # files are read, hashed and copied in blocks this large 
 LOCAL_COPY_HINT = f"pass --archive /path/to/{ARCHIVE_NAME}"
 
 
-def fetch_archive(archive_path: str, revision: str = "main", token: str | None = None) -> PendingCheck | None:
-    """Put Audio.tar at `archive_path`, checked against the size and sha256 that the Hub announces; or, after a
+def fetch_archive(archive_path: str, revision: str = "main", token: str | None = None, force: bool = False,
+                  recorded: tuple[int, str] | None = None) -> tuple[str | None, PendingCheck | None]:
+    """Put Audio.tar at `archive_path`, checked against the size and sha256 that the Hub announces. Returns the
+    sha256 it was checked against (None where nothing could check it: offline, with no record of it) and, after a
     Xet download, a PendingCheck of it, to be confirmed before the export is reported as done.
 
-    A file already at `archive_path` is checked and kept. A copy in the Hugging Face cache is hashed and linked
-    (proven_cached_archive), and never changed."""
-    offline = huggingface_hub.constants.HF_HUB_OFFLINE
-    expected = None if offline else hub_archive.hub_file_metadata(revision, token, LOCAL_COPY_HINT)
+    A file found at `archive_path` is the user's (settle_found_archive): kept if it is the Hub's upload, else named
+    and left as it is, unless `force`. Offline, or where the Hub does not answer, it is taken as it is, checked
+    against `recorded` (the size and sha256 an earlier export recorded for it) if given. A copy in the Hugging Face
+    cache is hashed and linked (proven_cached_archive), and never changed."""
+    expected, unreached = None, None
+    if not huggingface_hub.constants.HF_HUB_OFFLINE:
+        try:
+            expected = hub_archive.hub_file_metadata(revision, token, LOCAL_COPY_HINT)
+        except hub_archive.HubUnreachable as error:
+            unreached = error
     raw_dir = os.path.dirname(archive_path)
-    partial_path = os.path.join(raw_dir, f".{ARCHIVE_NAME}.incomplete")
+    partial_path = os.path.join(raw_dir, PARTIAL_NAME)
     unverified_path = os.path.join(raw_dir, UNVERIFIED_DIR, ARCHIVE_NAME)
-    if os.path.isfile(unverified_path) and settle_unverified(unverified_path, archive_path, partial_path, expected):
-        return None
+    if os.path.isfile(unverified_path):
+        settled = settle_unverified(unverified_path, archive_path, partial_path, expected)
+        if settled is not None:
+            return settled, None
+    resumed_from_found = False
     if os.path.isfile(archive_path):
-        if expected is not None:
-            check_or_remove(archive_path, expected.size, expected.etag)
-        return None
-    cached_path = proven_cached_archive(revision, expected)
+        if expected is None:
+            return checked_offline(archive_path, recorded, unreached), None
+        resumed_from_found = settle_found_archive(archive_path, partial_path, expected, force)
+        if os.path.isfile(archive_path) and not resumed_from_found:
+            return expected.etag, None
+    cached_path = None if resumed_from_found else proven_cached_archive(revision, expected)
     if cached_path is not None:
+        if unreached is not None:
+            tqdm.write(hub_archive.unreached_line(f"exporting the Hugging Face cache's copy of {ARCHIVE_NAME}, "
+                                                  f"checked against the sha256 it was filed under"), file=sys.stderr)
         link_or_copy(cached_path, archive_path)
-        return None
+        return expected.etag if expected is not None else filed_etag(cached_path), None
+    if unreached is not None:
+        raise unreached
     if expected is None:
         raise hub_archive.ArchiveError(hub_archive.offline_message(LOCAL_COPY_HINT))
     os.makedirs(raw_dir, exist_ok=True)
     if xet_usable(expected, partial_path):
         archive_check = PendingCheck(partial_path, archive_path, expected.size, expected.etag)
-        failure = xet_download(partial_path, expected, revision, token)
+        try:
+            failure = xet_download(partial_path, expected, revision, token)
+        except BaseException:  # a Ctrl-C, or the Hub's refusal: what hf_xet wrote in order is kept for the next run
+            keep_prefix(partial_path, archive_check.abandon())
+            raise
         if failure is None:
             archive_check.download_finished(unverified_path)
-            return archive_check
+            return expected.etag, archive_check
         kept = keep_prefix(partial_path, archive_check.abandon())
         tqdm.write(f"The Xet download of {ARCHIVE_NAME} failed ({failure}); continuing over HTTP ranges from byte {kept}",
                    file=sys.stderr)
     sha256 = resume_download(partial_path, revision, token, expected.size)
-    check_or_remove(partial_path, expected.size, expected.etag, sha256=sha256)
+    try:
+        check_or_remove(partial_path, expected.size, expected.etag, sha256=sha256)
+    except hub_archive.ArchiveError:
+        if resumed_from_found:  # the download is gone; what was found is as it was, and named as it is
+            raise hub_archive.ArchiveError(found_archive_message(archive_path, expected, "is not the start of it either")) from None
+        raise
     os.replace(partial_path, archive_path)
-    return None
+    return expected.etag, None
+
+
+def settle_found_archive(archive_path: str, partial_path: str, expected: huggingface_hub.HfFileMetadata, force: bool) -> bool:
+    """An archive found in raw/ that the export does not vouch for (put there by hand, say) is the user's. It stays
+    if it is the upload the Hub announces (False). Shorter than that, it may be a download cut short: it is copied
+    to the partial download, to resume from and be checked whole; True, and it stays as it is meanwhile. Otherwise
+    it is named and left as it is, unless `force`: then its name in raw/ goes (never what a link there points to)."""
+    size = os.path.getsize(archive_path)
+    if hub_archive.archive_problem(archive_path, expected.size, expected.etag) is None:
+        return False
+    if force:
+        os.remove(archive_path)
+        return False
+    if size >= expected.size:
+        raise hub_archive.ArchiveError(found_archive_message(archive_path, expected, "is not the Hub's"))
+    if not os.path.isfile(partial_path) or os.path.getsize(partial_path) < size:
+        copy_with_progress(archive_path, partial_path, f"Copying {ARCHIVE_NAME} to resume from it")
+    tqdm.write(f"{archive_path} is shorter than the Hub's {ARCHIVE_NAME}: downloading the rest beside it, to check "
+               f"whether it is the start of it", file=sys.stderr)
+    return True
+
+
+def found_archive_message(archive_path: str, expected: huggingface_hub.HfFileMetadata, verdict: str) -> str:
+    return (f"{archive_path} has {os.path.getsize(archive_path)} bytes and sha256 "
+            f"{hub_archive.file_sha256(archive_path).hexdigest()}; the Hub announces {expected.size} bytes and sha256 "
+            f"{expected.etag}, so this copy {verdict}. It was left as it is: move it away to download the Hub's, "
+            f"export from it with --archive {archive_path}, or replace it with --force")
+
+
+def checked_offline(archive_path: str, recorded: tuple[int, str] | None, unreached: hub_archive.HubUnreachable | None) -> str | None:
+    """The sha256 of the archive in raw/, taken as it is offline (or with the Hub out of reach): the one an earlier
+    export recorded for it, once the file proves to have it; None without a record."""
+    if recorded is not None:
+        size, sha256 = recorded
+        problem = hub_archive.archive_problem(archive_path, size, sha256, record="the export recorded")
+        if problem:
+            raise hub_archive.ArchiveError(
+                f"{archive_path} {problem}; it was left as it is: with the Hub within reach (HF_HUB_OFFLINE unset), "
+                f"--force downloads a good copy, or {LOCAL_COPY_HINT}")
+    if unreached is not None:
+        tqdm.write(hub_archive.unreached_line(f"exporting {archive_path} as it is"), file=sys.stderr)
+    return None if recorded is None else recorded[1]
 
 
 def proven_cached_archive(revision: str, expected: huggingface_hub.HfFileMetadata | None) -> str | None:
@@ -129,18 +199,18 @@ def check_or_remove(path: str, expected_size: int | None, expected_sha256: str, 
 
 
 def settle_unverified(unverified_path: str, archive_path: str, partial_path: str,
-                      expected: huggingface_hub.HfFileMetadata | None) -> bool:
+                      expected: huggingface_hub.HfFileMetadata | None) -> str | None:
     """A Xet download that a stopped run left unchecked: checked against what the Hub announced for it (recorded
-    beside it) and given the archive's name, or deleted with the sha256 line; True once it is the archive. Without
-    a record (or of another upload than the Hub now announces) it goes on as a partial download."""
+    beside it) and given the archive's name, or deleted with the sha256 line; its sha256 once it is the archive.
+    Without a record (or of another upload than the Hub now announces) it goes on as a partial download: None."""
     announced = read_announced(unverified_path)
     try:
         if announced is not None and (expected is None or expected.etag == announced["sha256"]):
             check_or_remove(unverified_path, announced["size"], announced["sha256"], record="the Hub announced")
             os.replace(unverified_path, archive_path)
-            return True
+            return announced["sha256"]
         os.replace(unverified_path, partial_path)
-        return False
+        return None
     finally:
         remove_unverified_folder(unverified_path)
 
@@ -181,14 +251,15 @@ def xet_download(partial_path: str, expected: huggingface_hub.HfFileMetadata, re
     except huggingface_hub.errors.HfHubHTTPError as error:
         hub_archive.raise_hub_error(error, revision, token, LOCAL_COPY_HINT)
     except Exception as error:  # noqa: BLE001 - hf_xet raises RuntimeError or OSError for whatever went wrong in it
-        return str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        return hub_archive.in_one_line(error, 160)
     return None
 
 
 def keep_prefix(partial_path: str, length: int) -> int:
     """Keep the first `length` bytes of a failed Xet download at `partial_path`, for the ranged download to go on
     from. hf_xet writes each byte once, in order, so they are final; but its writer may still append after
-    `xet_get` has failed, so they go on in a file of their own, and the one hf_xet may still hold is let go."""
+    `xet_get` has failed, so they go on in a file of their own, and the one hf_xet may still hold is let go.
+    With nothing to keep, no file is left."""
     xet_path = f"{partial_path}.xet"
     os.replace(partial_path, xet_path)
     copied = 0
@@ -198,6 +269,8 @@ def keep_prefix(partial_path: str, length: int) -> int:
                 copied += kept.write(block)
     finally:
         os.remove(xet_path)
+        if copied == 0:
+            Path(partial_path).unlink(missing_ok=True)
     return copied
 
 
@@ -353,9 +426,9 @@ def link_or_copy(source_path: str, archive_path: str) -> None:
             os.remove(temporary)
 
 
-def copy_with_progress(source_path: str, destination_path: str) -> None:
+def copy_with_progress(source_path: str, destination_path: str, description: str = f"Copying {ARCHIVE_NAME} from the cache") -> None:
     with open(source_path, "rb") as source, open(destination_path, "wb") as copy, tqdm(
-        total=os.path.getsize(source_path), unit="B", unit_scale=True, desc=f"Copying {ARCHIVE_NAME} from the cache", leave=False
+        total=os.path.getsize(source_path), unit="B", unit_scale=True, desc=description, leave=False
     ) as progress:
         while chunk := source.read(BLOCK_BYTES):
             copy.write(chunk)

@@ -139,7 +139,7 @@ def test_interrupted_export_says_one_line_and_the_next_run_verifies(tmp_path, me
     assert process.returncode == status, stderr
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1] == (
-        "export_jsonl.py: interrupted; nothing was left half-written, run the same command again to finish"
+        "export_jsonl.py: interrupted; nothing was left half-written; run the same command again to finish"
     )
     assert_only_complete_files(tmp_path / "h2t" / "emotiontalk", corpus)
     assert run_exporter("--archive", str(archive_path), "--datadir", str(tmp_path / "h2t")).returncode == 0
@@ -180,7 +180,7 @@ def test_interrupted_verify_says_one_line(tmp_path, medium_archive):
     assert process.returncode == 130 and "Traceback" not in stderr, stderr
     assert {path: path.stat().st_mtime_ns for path in (tmp_path / "emotiontalk").rglob("*")} == export_files
     assert stderr.strip().splitlines()[-1] == (
-        "export_jsonl.py: interrupted; the export was not changed, run the same command again to finish")
+        "export_jsonl.py: interrupted; the export was not changed; run the same command again to finish")
 
 
 def test_export_by_other_code_is_redone(tmp_path, small_archive):
@@ -500,9 +500,9 @@ def test_options_that_cannot_go_together_are_a_usage_error(tmp_path, options, co
 
 
 def repair_line(report: str) -> list[str]:
-    """The command of the report's last line, `to repair: python export_jsonl.py ...`, as its words."""
+    """The command of the report's last line, `to repair: python /path/to/export_jsonl.py ...`, as its words."""
     repair = report.strip().splitlines()[-1]
-    assert repair.startswith("to repair: python export_jsonl.py "), report
+    assert repair.startswith(f"to repair: python {EXPORTER} "), report
     return repair.removeprefix("to repair: ").split()
 
 

@@ -260,8 +260,9 @@ def test_an_archive_in_raw_that_the_export_does_not_vouch_for_is_checked_against
     result = export_from_hub(tmp_path, hub.url)
     assert [method for method, path, _ in hub.requests if "/resolve/" in path] == ["HEAD"]
     if "damaged" in how:
-        assert_one_line_error(result, "downloaded Audio.tar has sha256", f"the Hub announces {hub.sha256}; it was deleted")
-        assert not archive_path.exists()
+        assert_one_line_error(result, f"{archive_path} has {len(damaged)} bytes and sha256", f"sha256 {hub.sha256}",
+                              "It was left as it is")
+        assert archive_path.read_bytes() == damaged
         if manifest_before is None:
             assert not (export_dir / "zh-en.jsonl").exists()
         else:
@@ -381,7 +382,7 @@ def test_ctrl_c_during_a_download_says_what_is_kept_and_the_next_run_resumes(tmp
         kept = partial.stat().st_size
         assert stderr.strip().splitlines()[-1] == (
             f"export_jsonl.py: interrupted; nothing was left half-written; what was downloaded so far ({kept / 1e6:.1f} MB) is kept "
-            f"in {partial.parent}, and the next run resumes from it, run the same command again to finish")
+            f"in {partial.parent} for the next run to resume from; run the same command again to finish")
         hub.requests.clear()
         hub.rate_limit = None
         result = export_from_hub(tmp_path, hub.url, HF_HUB_DISABLE_XET="1")
