@@ -17,16 +17,18 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tarfile
 from pathlib import Path
 from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
+from urllib.parse import quote
 
 import datasets
 import huggingface_hub
 from datasets.utils import tqdm
 
 from .h2t_manifest import H2T_MANIFEST_SHA256, manifest_line
-from .hub_archive import ARCHIVE_NAME, HOMEPAGE, LOCAL_COPY_HINT, REPO_ID, ArchiveError, archive_url, download_archive, hub_file_metadata, offline_message, raise_hub_error
+from .hub_archive import ARCHIVE_NAME, HOMEPAGE, LOCAL_COPY_HINT, REPO_ID, ArchiveError, HubUnreachable, archive_url, download_archive, hub_file_metadata, offline_message, raise_hub_error, unreached_line
 from .ranged_tar import FetchedRanges, RangeFiles, RangeReader, Selection, Unproven, checked_member_name, fetch_in_memory, fetch_ranges
 
 _CITATION = """\
@@ -53,6 +55,10 @@ _AUDIO_PREFIX = "Audio/wav/"
 _TEST_GROUPS = ("G00003", "G00015")
 _EMOTIONS = ["angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised"]
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]+")
+# In the datasets download cache: the test ranges of each upload of Audio.tar, in a folder named by its sha256, and
+# in _REFS, a file per revision that names the upload its ranges were proven for, as the Hugging Face cache's refs do.
+_RANGES_FOLDER = f"{REPO_ID.replace('/', '--')}--{ARCHIVE_NAME}.ranges"
+_REFS = "refs"
 logger = datasets.logging.get_logger(__name__)
 
 
@@ -123,18 +129,47 @@ class EmotionTalkTest(datasets.GeneratorBasedBuilder):
         """The test split's ranges of Audio.tar, fetched into the download cache and proven whole; else, or with
         `test_members_only=False`, the whole archive in the Hugging Face cache."""
         force = dl_manager.download_config.force_download
-        if self.config.test_members_only and not huggingface_hub.constants.HF_HUB_OFFLINE:
-            announced = hub_file_metadata(revision, token)
+        if self.config.test_members_only:
             cache_dir = dl_manager.download_config.cache_dir or datasets.config.DOWNLOADED_DATASETS_PATH
-            ranges_dir = Path(cache_dir) / f"{REPO_ID.replace('/', '--')}--{ARCHIVE_NAME}.ranges" / announced.etag
-            try:
-                fetch_test_members(ranges_dir, revision, token, force, announced=announced)
-                with ranges_split(ranges_dir) as (split, _):
-                    prove_whole(split, self.config.expected_manifest_sha256)
+            ranges_dir = self._test_members(Path(cache_dir) / _RANGES_FOLDER, revision, token, force)
+            if ranges_dir is not None:
                 return {"ranges_dir": str(ranges_dir)}
-            except Unproven as reason:
-                warn_unproven(reason, "downloading")
         return {"archive_path": download_archive(revision, token, force)}
+
+    def _test_members(self, ranges_root: Path, revision: str, token: Optional[str], force: bool) -> Optional[Path]:
+        """The folder of `revision`'s test ranges under `ranges_root`, fetched (or kept from an earlier build) and
+        proven whole; None where they are not, for the whole archive to serve. Offline, or with the Hub out of
+        reach, those an earlier build fetched and proved for `revision` serve as they are."""
+        unreached = False
+        try:
+            announced = None if huggingface_hub.constants.HF_HUB_OFFLINE else hub_file_metadata(revision, token)
+        except HubUnreachable:  # then as offline; download_archive says so, where the whole archive serves
+            announced, unreached = None, True
+        if announced is None:
+            ranges_dir = None if force else revision_ranges(ranges_root, revision)
+            with contextlib.suppress(Unproven):
+                if ranges_dir is not None:
+                    self._prove(ranges_dir)
+                    if unreached:
+                        logger.warning(unreached_line(f"building from the test ranges of {ARCHIVE_NAME} that an earlier "
+                                                      f"build of revision {revision!r} fetched and proved"))
+                    return ranges_dir
+            return None
+        ranges_dir = ranges_root / announced.etag
+        try:
+            fetch_test_members(ranges_dir, revision, token, force, announced=announced)
+            self._prove(ranges_dir)
+        except Unproven as reason:
+            warn_unproven(reason, "downloading")
+            shutil.rmtree(ranges_dir, ignore_errors=True)  # of no use: the whole archive replaces them
+            return None
+        keep_revision_ranges(ranges_root, revision, announced.etag)
+        return ranges_dir
+
+    def _prove(self, ranges_dir: Path) -> None:
+        """Unproven unless the ranges in `ranges_dir` hold the whole split (prove_whole)."""
+        with ranges_split(ranges_dir) as (split, _):
+            prove_whole(split, self.config.expected_manifest_sha256)
 
     def _generate_examples(self, archive_path: Optional[str] = None, ranges_dir: Optional[str] = None,
                            hub_revision: Optional[str] = None, token=None):
@@ -155,6 +190,28 @@ class EmotionTalkTest(datasets.GeneratorBasedBuilder):
         with open(archive_path, "rb") as archive_file:
             split = index_archive(archive_file, archive_path)
             yield from split.examples(lambda location: read_member(archive_file, location, archive_path))
+
+
+def revision_ranges(ranges_root: Path, revision: str) -> Optional[Path]:
+    """The folder of the ranges that a build fetched and proved for `revision`, as its record says, if it is there."""
+    with contextlib.suppress(OSError):
+        ranges_dir = ranges_root / (ranges_root / _REFS / quote(revision, safe="")).read_text(encoding="utf-8")
+        return ranges_dir if ranges_dir.is_dir() else None
+    return None
+
+
+def keep_revision_ranges(ranges_root: Path, revision: str, sha256: str) -> None:
+    """Record that `revision`'s ranges are those of upload `sha256`, and remove the folders of uploads that no
+    revision's record names any longer (an earlier upload's)."""
+    ref_path = ranges_root / _REFS / quote(revision, safe="")
+    ref_path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = ref_path.with_name(f".{ref_path.name}.{os.getpid()}.tmp")
+    temporary.write_text(sha256, encoding="utf-8")
+    os.replace(temporary, ref_path)
+    named = {path.read_text(encoding="utf-8") for path in (ranges_root / _REFS).iterdir() if not path.name.startswith(".")}
+    for folder in ranges_root.iterdir():
+        if folder.is_dir() and folder.name != _REFS and folder.name not in named:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def warn_unproven(reason: Unproven, instead: str) -> None:

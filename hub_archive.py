@@ -87,13 +87,25 @@ def download_archive(revision: str = "main", token: Optional[str] = None, force_
     """Audio.tar in the Hugging Face cache, downloaded first if need be (anew with `force_download`), checked
     against the size and sha256 that the Hub announces. The cache is the user's: a copy that fails the check is
     named, never deleted."""
-    expected = None if huggingface_hub.constants.HF_HUB_OFFLINE else hub_file_metadata(revision, token)
+    expected, unreached = None, None
+    if huggingface_hub.constants.HF_HUB_OFFLINE and force_download:
+        raise ArchiveError(f'HF_HUB_OFFLINE is set, and download_mode="force_redownload" asks to download {REPO_ID}/'
+                           f"{ARCHIVE_NAME} anew; unset HF_HUB_OFFLINE, or load without force_redownload")
+    if not huggingface_hub.constants.HF_HUB_OFFLINE:
+        try:
+            expected = hub_file_metadata(revision, token)
+        except HubUnreachable as error:  # hf_hub_download then gives the cache's copy, if it has one
+            unreached = error
     try:
         archive_path = huggingface_hub.hf_hub_download(
             REPO_ID, ARCHIVE_NAME, repo_type="dataset", revision=revision, token=token, force_download=force_download
         )
     except Exception as error:
+        if unreached is not None:
+            raise unreached from None
         raise_hub_error(error, revision, token)
+    if unreached is not None:
+        logger.warning(unreached_line(f"building from the Hugging Face cache's copy of {ARCHIVE_NAME}, {archive_path}"))
     problem = None if expected is None else archive_problem(archive_path, expected.size, expected.etag)
     if problem:
         raise ArchiveError(

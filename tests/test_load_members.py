@@ -11,8 +11,9 @@ import pytest
 
 import synthetic_archive
 from conftest import BUILDER_SCRIPT, PROJECT_DIR
-from stand_in_hub import StandInHub
+from stand_in_hub import COMMIT, GOOD_TOKEN, StandInHub
 from test_hub import expected_rows, load_from_hub
+from test_users_files import closed_port_endpoint
 
 FALLBACK = "the test members alone are not proven the whole split ("
 
@@ -22,8 +23,10 @@ def members_options(manifest_path):
     return {"expected_manifest_sha256": hashlib.sha256(manifest_path.read_bytes()).hexdigest()}
 
 
-def ranges_dirs(tmp_path):
-    return list((tmp_path / "hf-home" / "datasets" / "downloads").glob("BAAI--Emotiontalk--Audio.tar.ranges/*"))
+def ranges_dirs(tmp_path, cache=("hf-home", "datasets")):
+    """The folders of fetched ranges in the datasets cache, one an upload (beside `refs`, which names them)."""
+    root = tmp_path.joinpath(*cache, "downloads", "BAAI--Emotiontalk--Audio.tar.ranges")
+    return [path for path in root.glob("*") if path.name != "refs"]
 
 
 def archive_downloaded(tmp_path):
@@ -136,3 +139,97 @@ def test_the_script_loads_by_any_path_from_any_folder(tmp_path, layout_archive, 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == expected_rows(layout_corpus) and FALLBACK not in result.stderr
     shutil.rmtree(tmp_path / "elsewhere")
+
+
+def drop_the_arrow_cache(datasets_cache):
+    """Every prepared split in `datasets_cache`, so that the next load builds anew from what the downloads hold."""
+    for info in list(datasets_cache.rglob("dataset_info.json")):
+        shutil.rmtree(info.parent)
+
+
+@pytest.mark.parametrize("how", ["offline", "out_of_reach"])
+def test_without_the_hub_a_build_uses_the_ranges_an_earlier_build_proved(tmp_path, layout_archive, layout_corpus, how):
+    archive_path, manifest_path = layout_archive("tar_cf")
+    options = members_options(manifest_path)
+    with StandInHub(archive_path) as hub:
+        assert load_from_hub(tmp_path, hub.url, "build", options).returncode == 0
+    drop_the_arrow_cache(tmp_path / "hf-home" / "datasets")
+    result = load_from_hub(tmp_path, closed_port_endpoint(), "build", options, **({"HF_HUB_OFFLINE": "1"} if how == "offline" else {}))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == expected_rows(layout_corpus) and not archive_downloaded(tmp_path)
+    reached_line = [line for line in result.stderr.splitlines() if "was not reached" in line]
+    assert len(reached_line) == (how == "out_of_reach")
+    assert all("the test ranges of Audio.tar that an earlier build of revision 'main' fetched and proved" in line for line in reached_line)
+    other_revision = load_from_hub(tmp_path, "http://127.0.0.1:9", "build", {**options, "archive_revision": "v2"}, HF_HUB_OFFLINE="1")
+    assert other_revision.returncode != 0 and "HF_HUB_OFFLINE is set and BAAI/Emotiontalk/Audio.tar is not downloaded yet" in other_revision.stderr
+
+
+@pytest.mark.parametrize("how", ["offline", "out_of_reach"])
+def test_without_the_hub_a_build_uses_the_whole_archive_in_the_cache_and_asks_nothing(tmp_path, layout_archive, layout_corpus, how):
+    archive_path, _ = layout_archive("grouped")
+    with StandInHub(archive_path) as hub:
+        assert load_from_hub(tmp_path, hub.url, "build", {"test_members_only": False}).returncode == 0
+        drop_the_arrow_cache(tmp_path / "hf-home" / "datasets")
+        hub.requests.clear()
+        endpoint = hub.url if how == "offline" else closed_port_endpoint()
+        result = load_from_hub(tmp_path, endpoint, "build", **({"HF_HUB_OFFLINE": "1"} if how == "offline" else {}))
+        assert hub.requests == []
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == expected_rows(layout_corpus)
+    assert ("the Hugging Face cache's copy of Audio.tar" in result.stderr) == (how == "out_of_reach")
+
+
+def test_offline_force_redownload_says_the_two_disagree(tmp_path, layout_archive):
+    archive_path, _ = layout_archive("grouped")
+    with StandInHub(archive_path) as hub:
+        assert load_from_hub(tmp_path, hub.url, "build", {"test_members_only": False}).returncode == 0
+    result = load_from_hub(tmp_path, "http://127.0.0.1:9", "force", HF_HUB_OFFLINE="1")
+    assert result.returncode != 0
+    assert 'HF_HUB_OFFLINE is set, and download_mode="force_redownload" asks to download BAAI/Emotiontalk/Audio.tar anew' in result.stderr
+
+
+def test_the_ranges_go_under_the_cache_dir_given(tmp_path, layout_archive, layout_corpus):
+    archive_path, manifest_path = layout_archive("tar_cf")
+    with StandInHub(archive_path) as hub:
+        result = load_from_hub(tmp_path, hub.url, "build", {**members_options(manifest_path), "cache_dir": str(tmp_path / "mine")})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == expected_rows(layout_corpus)
+    assert [path.name for path in ranges_dirs(tmp_path, cache=("mine",))] == [hub.sha256] and ranges_dirs(tmp_path) == []
+
+
+def test_ranges_of_no_further_use_are_removed(tmp_path, layout_archive, layout_corpus):
+    """A new upload's proven ranges replace the last one's; an unproven fetch leaves none behind."""
+    manifest_path = layout_archive("tar_cf")[1]
+    sha256s = []
+    for layout in ("tar_cf", "grouped"):
+        with StandInHub(layout_archive(layout)[0]) as hub:
+            result = load_from_hub(tmp_path, hub.url, "force", members_options(manifest_path))
+            assert result.returncode == 0 and FALLBACK not in result.stderr, result.stderr
+            sha256s.append(hub.sha256)
+        assert [path.name for path in ranges_dirs(tmp_path)] == [hub.sha256]
+    with StandInHub(layout_archive("paired")[0]) as hub:
+        result = load_from_hub(tmp_path, hub.url, "force", {"archive_revision": COMMIT})
+    assert result.returncode == 0 and FALLBACK in result.stderr
+    assert [path.name for path in ranges_dirs(tmp_path)] == [sha256s[-1]]
+
+
+def test_a_stream_reaches_the_gated_archive_with_the_token_given(tmp_path, layout_archive, layout_corpus):
+    """No HF_TOKEN and no saved login: `token=` alone opens the gate, for the members-only stream and its fallback."""
+    archive_path, manifest_path = layout_archive("grouped")
+    with StandInHub(archive_path, redirect=True) as hub:
+        hub.mode = "gated"
+        for options in (members_options(manifest_path), {}):
+            result = load_from_hub(tmp_path, hub.url, "stream", {**options, "token": GOOD_TOKEN}, token=None)
+            assert result.returncode == 0, result.stderr
+            assert json.loads(result.stdout) == expected_rows(layout_corpus)
+            assert (FALLBACK in result.stderr) == (not options)
+
+
+def test_an_unproven_stream_of_a_revision_falls_back_to_that_revisions_archive(tmp_path, layout_archive, layout_corpus):
+    archive_path, _ = layout_archive("grouped")
+    with StandInHub(archive_path, redirect=True) as hub:
+        result = load_from_hub(tmp_path, hub.url, "stream", {"archive_revision": COMMIT})
+        assert result.returncode == 0 and FALLBACK in result.stderr, result.stderr
+        resolved = [path for _, path, _ in hub.requests if "/resolve/" in path or "/tree/" in path or "/revision/" in path]
+    assert json.loads(result.stdout) == expected_rows(layout_corpus)
+    assert resolved and all(COMMIT in path for path in resolved), resolved
