@@ -156,14 +156,16 @@ def raise_hub_error(
     it downloaded, so that a lost connection is an interruption to resume."""
     message = hub_error_message(error, revision, token, local_copy_hint, resumable)
     if message is None:
-        raise ArchiveError(f"the Hub failed to serve {REPO_ID}/{ARCHIVE_NAME}: {in_one_line(error, 300)}") from error
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        raise ArchiveError(f"the Hub failed to serve {REPO_ID}/{ARCHIVE_NAME}{f' (HTTP {status})' if status else ''}: "
+                           f"{in_one_line(error, 300)}") from error
     raise (HubUnreachable if unreachable(error) and not resumable else ArchiveError)(message) from None
 
 
 def in_one_line(error: BaseException, limit: int) -> str:
     """The error's message as one line of at most `limit` characters; huggingface_hub spreads some over several
-    ("Bad request:", then what the server said), after a blank one."""
-    words = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    ("Bad request:", then what the server said, if it said anything), after a blank one."""
+    words = " ".join(line.strip() for line in str(error).splitlines() if line.strip()).rstrip(":")
     return (words or type(error).__name__)[:limit]
 
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 import huggingface_hub
 import huggingface_hub.file_download
@@ -38,6 +39,7 @@ UNVERIFIED_DIR = ".unverified"  # inside raw/: a complete Xet download, read by 
 # Beside it, what the Hub announced for it, so that a run stopped before the check can be checked later, offline too.
 ANNOUNCED_SUFFIX = ".announced.json"
 BLOCK_BYTES = 1 << 24  # files are read, hashed and copied in blocks this large (hashlib releases the GIL on them)
+RECEIVE_BYTES = 1 << 16  # a download writes what it receives in chunks this large: a cut loses less than one
 LOCAL_COPY_HINT = f"pass --archive /path/to/{ARCHIVE_NAME}"
 
 
@@ -280,7 +282,7 @@ def resume_download(partial_path: str, revision: str, token: str | None, expecte
     url = hub_archive.archive_url(revision)
     if expected_size is not None and os.path.exists(partial_path) and os.path.getsize(partial_path) > expected_size:
         os.remove(partial_path)  # longer than the file: left from another upload of it
-    with open(partial_path, "ab") as partial_file:
+    with open(partial_path, "ab") as partial_file, small_chunks_and_quiet_retries():
         hashing_file = HashingFile(partial_file)
         try:
             huggingface_hub.file_download.http_get(
@@ -294,6 +296,24 @@ def resume_download(partial_path: str, revision: str, token: str | None, expecte
         except Exception as error:
             hub_archive.raise_hub_error(error, revision, token, LOCAL_COPY_HINT, resumable=hashing_file.tell() > 0)
     return hashing_file.sha256.hexdigest()
+
+
+@contextlib.contextmanager
+def small_chunks_and_quiet_retries() -> Iterator[None]:
+    """huggingface_hub's `http_get` writes what it receives in chunks of its DOWNLOAD_CHUNK_SIZE (10 MiB), which it
+    reads when called: on a link cut more often than that, no run would keep a byte, and a Ctrl-C loses what came
+    since the last chunk. Chunks of RECEIVE_BYTES keep nearly all. It also warns of each retry in two lines, which
+    the one line that a failure ends with says better; they are left out."""
+    saved_chunk_bytes = huggingface_hub.constants.DOWNLOAD_CHUNK_SIZE
+    retry_logger = logging.getLogger(huggingface_hub.file_download.__name__)
+    saved_level = retry_logger.level
+    huggingface_hub.constants.DOWNLOAD_CHUNK_SIZE = RECEIVE_BYTES
+    retry_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        huggingface_hub.constants.DOWNLOAD_CHUNK_SIZE = saved_chunk_bytes
+        retry_logger.setLevel(saved_level)
 
 
 class HashingFile:

@@ -374,12 +374,14 @@ def test_ctrl_c_during_a_download_says_what_is_kept_and_the_next_run_resumes(tmp
         process = subprocess.Popen([sys.executable, EXPORTER, "--datadir", str(tmp_path / "h2t")], stderr=subprocess.PIPE, text=True,
                                    env=hub_env(tmp_path, hub.url, HF_HUB_DISABLE_XET="1"))
         deadline = time.monotonic() + 60
-        while not (partial.is_file() and partial.stat().st_size > 4 << 20) and time.monotonic() < deadline:
+        # 8 MB sent, less than huggingface_hub's chunk of 10 MiB: what was received must be kept all the same.
+        while hub.bytes_sent < 8_000_000 and time.monotonic() < deadline:
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)
         stderr = process.communicate(timeout=60)[1]
         assert process.returncode == 130, stderr
         kept = partial.stat().st_size
+        assert kept > 4_000_000
         assert stderr.strip().splitlines()[-1] == (
             f"export_jsonl.py: interrupted; nothing was left half-written; what was downloaded so far ({kept / 1e6:.1f} MB) is kept "
             f"in {partial.parent} for the next run to resume from; run the same command again to finish")
@@ -469,7 +471,10 @@ def test_a_partial_download_of_full_length_or_more_is_settled(tmp_path, hub, lef
 
 def test_unforeseen_hub_failure_is_one_line_and_keeps_its_cause(tmp_path, hub):
     hub.mode = "server_error"
-    assert_one_line_error(export_from_hub(tmp_path, hub.url), "the Hub failed to serve BAAI/Emotiontalk/Audio.tar")
+    # huggingface_hub spreads the answer over lines ("Bad request:", then what the server said, here nothing).
+    result = export_from_hub(tmp_path, hub.url)
+    assert_one_line_error(result, "the Hub failed to serve BAAI/Emotiontalk/Audio.tar (HTTP 400): Bad request")
+    assert not result.stderr.strip().endswith(":")
     result = load_from_hub(tmp_path, hub.url, "build")
     assert "ArchiveError: the Hub failed to serve" in result.stderr
     assert "The above exception was the direct cause of the following exception" in result.stderr
@@ -510,3 +515,24 @@ def test_every_client_follows_the_redirect_to_storage_without_its_token(tmp_path
         assert json.loads(loaded.stdout) == expected_rows(redirecting_hub.utterances)
     storage_requests = [headers for _, path, headers in redirecting_hub.requests if path.startswith("/storage/")]
     assert storage_requests and not any("authorization" in headers for headers in storage_requests)
+
+
+def test_a_link_cut_every_5_mb_finishes_in_runs_that_each_keep_what_they_received(tmp_path, large_archive):
+    """Every connection is cut after 5 MB, less than huggingface_hub's chunk of 10 MiB: each run keeps what it
+    received, so that runs of the same command finish; one that fails says so in one line, with no retry warnings."""
+    archive_path, corpus = large_archive
+    partial = tmp_path / "h2t" / "emotiontalk" / "raw" / ".Audio.tar.incomplete"
+    with StandInHub(archive_path) as hub:
+        hub.mode, hub.drop_after = "drop", 5_000_000
+        for _ in range(8):
+            kept_before = partial.stat().st_size if partial.exists() else 0
+            result = export_from_hub(tmp_path, hub.url, HF_HUB_DISABLE_XET="1")
+            if result.returncode == 0:
+                break
+            assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+            assert_one_line_error(result, "was interrupted", "run the same command again to resume")
+            assert partial.stat().st_size >= kept_before + 4_000_000
+        assert result.returncode == 0, result.stderr
+        assert "Trying to resume" not in result.stderr
+    assert (tmp_path / "h2t" / "emotiontalk" / "raw" / "Audio.tar").read_bytes() == archive_path.read_bytes()
+    assert_exported(tmp_path / "h2t" / "emotiontalk", corpus)
