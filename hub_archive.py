@@ -5,13 +5,17 @@ Below the loading script, the exporter and the range reader alike (the loading s
 import, so that `datasets` copies it beside the script into its module cache).
 """
 
+import contextlib
+import datetime
+import email.utils
 import hashlib
+import math
 import os
 import re
 import sys
 import time
 import traceback
-from typing import NoReturn, Optional, Tuple
+from typing import Callable, NoReturn, Optional, Tuple, TypeVar
 
 import datasets
 import huggingface_hub
@@ -39,6 +43,7 @@ _NO_CONNECTION = ("requests.exceptions.ConnectionError", "requests.exceptions.Ti
 
 
 logger = datasets.logging.get_logger(__name__)
+T = TypeVar("T")
 
 
 class ArchiveError(ValueError):
@@ -54,16 +59,26 @@ def hub_file_metadata(
 ) -> huggingface_hub.HfFileMetadata:
     """What the Hub announces for Audio.tar (size, sha256 as ETag, and where its bytes are); fails with one clear
     line when it cannot. Past the Hub's rate limit, waits as long as it asks, up to _RATE_LIMIT_WAIT_SECONDS."""
-    url = archive_url(revision)
-    for attempt in range(_RATE_LIMIT_ATTEMPTS):
+    try:
+        return waiting_out_rate_limits(lambda: huggingface_hub.get_hf_file_metadata(archive_url(revision), token=token))
+    except Exception as error:
+        raise_hub_error(error, revision, token, local_copy_hint)
+
+
+def waiting_out_rate_limits(request: Callable[[], T]) -> T:
+    """`request()`, made again after a 429 once the wait the Hub asks for is over, if it is no longer than
+    _RATE_LIMIT_WAIT_SECONDS, up to _RATE_LIMIT_ATTEMPTS times in all; what it raised last is raised."""
+    attempt = 1
+    while True:
         try:
-            return huggingface_hub.get_hf_file_metadata(url, token=token)
+            return request()
         except Exception as error:
             wait = rate_limit_wait(error)
-            if wait is None or wait > _RATE_LIMIT_WAIT_SECONDS or attempt == _RATE_LIMIT_ATTEMPTS - 1:
-                raise_hub_error(error, revision, token, local_copy_hint)
+            if wait is None or wait > _RATE_LIMIT_WAIT_SECONDS or attempt == _RATE_LIMIT_ATTEMPTS:
+                raise
             logger.warning(f"the Hub's rate limit is reached; waiting {wait} s, as it asks, before asking again")
             time.sleep(wait)
+            attempt += 1
 
 
 def archive_url(revision: str) -> str:
@@ -72,15 +87,20 @@ def archive_url(revision: str) -> str:
 
 
 def rate_limit_wait(error: Exception) -> Optional[int]:
-    """For a 429 from the Hub, the seconds it asks to wait (`Retry-After`, or the `t` of its `RateLimit` header,
-    10 without either); None for any other error."""
+    """For a 429 from the Hub, the seconds it asks to wait (`Retry-After`, in seconds or as an HTTP date, as a proxy
+    may send it; else the `t` of its `RateLimit` header; 10 without either); None for any other error."""
     response = getattr(error, "response", None)
     if getattr(response, "status_code", None) != 429:
         return None
     headers = response.headers
-    retry_after = headers.get("Retry-After", "")
+    retry_after = headers.get("Retry-After", "").strip()
+    if retry_after.isdigit():
+        return int(retry_after)
+    with contextlib.suppress(TypeError, ValueError):
+        until = email.utils.parsedate_to_datetime(retry_after)
+        return max(0, math.ceil((until - datetime.datetime.now(datetime.timezone.utc)).total_seconds()))
     reset = re.search(r"(?:^|;)\s*t=(\d+)", headers.get("RateLimit", ""))
-    return int(retry_after) if retry_after.isdigit() else int(reset.group(1)) if reset else 10
+    return int(reset.group(1)) if reset else 10
 
 
 def download_archive(revision: str = "main", token: Optional[str] = None, force_download: bool = False) -> str:

@@ -39,7 +39,7 @@ import huggingface_hub
 import huggingface_hub.file_download
 from datasets.utils import tqdm
 
-from .hub_archive import ArchiveError
+from .hub_archive import ArchiveError, waiting_out_rate_limits
 
 ANNOUNCED_NAME = "announced.json"  # in it: the size and sha256 of the upload the pieces come from
 PLAN_NAME = "plan.json"  # in it: the ranges to fetch, as the probes settled them for that upload
@@ -203,7 +203,8 @@ class RangeReader:
         for attempt in range(2):
             location, headers = self.source
             try:
-                huggingface_hub.file_download.http_get(
+                # A 429 (from a mirror that serves the bytes itself, without a redirect) comes before any byte.
+                waiting_out_rate_limits(lambda: huggingface_hub.file_download.http_get(
                     location,
                     BoundedWriter(target, end - start),
                     headers={**headers, "Range": f"bytes={start}-{end - 1}"},
@@ -211,7 +212,7 @@ class RangeReader:
                     displayed_filename=self.name,
                     # One bar for all the ranges (a private parameter of http_get, in 0.36 and 2.x alike); none for probes.
                     _tqdm_bar=progress or tqdm(disable=True),
-                )
+                ))
                 break
             except RangeNotHonoured as error:
                 raise Unproven(str(error)) from None

@@ -35,14 +35,17 @@ Hub does, 302 with the file's headers and a `Location` on another host (`localho
 signed for `signed_url_seconds`, which serves the bytes (`Range` included) and refuses, as signed storage does, a
 request that also carries an `Authorization` header (400), or that comes after the signature expired (403): here,
 after `signed_url_requests` requests of one URL, if set, so that a test can have it expire at a known point.
-`rate_limited` > 0 answers that many `resolve` requests 429, with `Retry-After` and `RateLimit` headers that say to
-wait `retry_after` seconds, as the Hub does past its rate limit.
+`refuse(seconds)` answers every `resolve` request of the next `seconds` (with `ranges_only`, those with a `Range`
+header: the reads of a mirror that serves the bytes itself) 429, as the Hub does past its rate limit, with
+`Retry-After` and `RateLimit` headers that say how long is left (with `as_date`, as a proxy says it: `Retry-After`
+alone, as an HTTP date): a client that asks again before then is refused again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import socket
@@ -50,6 +53,7 @@ import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.utils import formatdate
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -78,7 +82,7 @@ class StandInHub:
         self.signed_url_seconds = 3600.0
         self.signed_url_requests: int | None = None
         self._uses: dict[str, int] = {}
-        self.rate_limited, self.retry_after = 0, 1
+        self.refused_until, self.refuse_ranges_only, self.retry_after_as_date = 0.0, False, False
         self.resolve_requests = 0
         self.mode = "normal"
         self.xet_mode = "normal"
@@ -98,6 +102,11 @@ class StandInHub:
     @property
     def content(self) -> bytes:
         return self.read(0, self.size)
+
+    def refuse(self, seconds: float, ranges_only: bool = False, as_date: bool = False) -> None:
+        """Answer `resolve` requests 429 for the next `seconds`, as the Hub does past its rate limit."""
+        self.refused_until = time.monotonic() + seconds
+        self.refuse_ranges_only, self.retry_after_as_date = ranges_only, as_date
 
     def __enter__(self) -> "StandInHub":
         self._thread.start()
@@ -244,14 +253,17 @@ def _handler_for(hub: StandInHub):
                 hub.requests.append((self.command, path, {k.lower(): v for k, v in self.headers.items()}))
                 resolving = resolve_path.match(path) is not None
                 hub.resolve_requests += resolving
-                limited = resolving and hub.rate_limited > 0
-                hub.rate_limited -= limited
+                left = math.ceil(hub.refused_until - time.monotonic())
+                limited = resolving and left > 0 and (not hub.refuse_ranges_only or "Range" in self.headers)
             if hub.delay:
                 time.sleep(hub.delay)
             if limited:
-                self._json(429, {"error": "rate limited"}, headers={
-                    "Retry-After": str(hub.retry_after), "RateLimit": f'"resolvers";r=0;t={hub.retry_after}',
-                    "RateLimit-Policy": '"fixed window";"resolvers";q=3000;w=300'})
+                if hub.retry_after_as_date:  # as a proxy says it, without the Hub's own headers
+                    headers = {"Retry-After": formatdate(time.time() + left, usegmt=True)}
+                else:
+                    headers = {"Retry-After": str(left), "RateLimit": f'"resolvers";r=0;t={left}',
+                               "RateLimit-Policy": '"fixed window";"resolvers";q=3000;w=300'}
+                self._json(429, {"error": "rate limited"}, headers=headers)
                 return
             if path.startswith("/storage/"):
                 self._storage(path, dict(parse_qsl(url.query)), send_body)

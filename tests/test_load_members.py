@@ -120,7 +120,7 @@ def test_a_build_cut_off_is_resumed_with_the_missing_pieces_only_then_loads_offl
 def test_a_rate_limited_build_waits_as_the_hub_asks(tmp_path, layout_archive, layout_corpus):
     archive_path, manifest_path = layout_archive("grouped")
     with StandInHub(archive_path, redirect=True) as hub:
-        hub.rate_limited, hub.retry_after = 1, 1
+        hub.refuse(1)
         result = load_from_hub(tmp_path, hub.url, "build", members_options(manifest_path))
     assert result.returncode == 0, result.stderr
     assert "the Hub's rate limit is reached; waiting 1 s" in result.stderr
