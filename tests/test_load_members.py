@@ -179,11 +179,13 @@ def test_without_the_hub_a_build_uses_the_whole_archive_in_the_cache_and_asks_no
     assert ("the Hugging Face cache's copy of Audio.tar" in result.stderr) == (how == "out_of_reach")
 
 
-def test_offline_force_redownload_says_the_two_disagree(tmp_path, layout_archive):
-    archive_path, _ = layout_archive("grouped")
+@pytest.mark.parametrize("cached", ["whole_archive", "ranges"])
+def test_offline_force_redownload_says_the_two_disagree(tmp_path, layout_archive, cached):
+    archive_path, manifest_path = layout_archive("tar_cf")
+    options = {"test_members_only": False} if cached == "whole_archive" else members_options(manifest_path)
     with StandInHub(archive_path) as hub:
-        assert load_from_hub(tmp_path, hub.url, "build", {"test_members_only": False}).returncode == 0
-    result = load_from_hub(tmp_path, "http://127.0.0.1:9", "force", HF_HUB_OFFLINE="1")
+        assert load_from_hub(tmp_path, hub.url, "build", options).returncode == 0
+    result = load_from_hub(tmp_path, "http://127.0.0.1:9", "force", options, HF_HUB_OFFLINE="1")
     assert result.returncode != 0
     assert 'HF_HUB_OFFLINE is set, and download_mode="force_redownload" asks to download BAAI/Emotiontalk/Audio.tar anew' in result.stderr
 

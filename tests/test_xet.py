@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import signal
 import subprocess
 import sys
 import tarfile
@@ -9,6 +10,8 @@ import time
 
 import pytest
 
+import export_jsonl
+from conftest import PROJECT_DIR
 from stand_in_hub import StandInHub
 from test_export import EXPORTER, assert_exported, assert_one_line_error
 from test_hub import REFUSALS, expected_rows, export_from_hub, hub_env, load_from_hub, reads_beyond_the_export
@@ -141,9 +144,27 @@ def test_a_damaged_download_leaves_the_previous_parquet_copy_as_it_was(tmp_path,
     assert {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in parquet_dir.iterdir()} == before
 
 
-def start_export(tmp_path, endpoint, **env_options):
-    return subprocess.Popen([sys.executable, EXPORTER, "--datadir", str(tmp_path / "h2t")], env=hub_env(tmp_path, endpoint, **env_options),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+# Runs the exporter held where it confirms the hash of its Xet download (argv[1] is touched then): the download
+# is whole in raw/.unverified/, and the export has read it.
+HELD_AT_THE_CHECK = """
+import pathlib, runpy, sys, time
+import export_jsonl
+hub_download = export_jsonl.project_module("hub_download")
+held_path, sys.argv = pathlib.Path(sys.argv[1]), sys.argv[2:]
+
+def held(self):
+    held_path.touch()
+    time.sleep(600)
+
+hub_download.PendingCheck.confirm = held
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def start_export_held_at_the_check(tmp_path, endpoint):
+    env = {**hub_env(tmp_path, endpoint), "PYTHONPATH": str(PROJECT_DIR), **dict.fromkeys(export_jsonl.PROGRESS_BAR_SWITCHES, "1")}
+    return subprocess.Popen([sys.executable, "-c", HELD_AT_THE_CHECK, str(tmp_path / "held"), EXPORTER, "--datadir", str(tmp_path / "h2t")],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.parametrize("offline", [False, True])
@@ -154,13 +175,14 @@ def test_a_xet_download_left_unchecked_by_a_killed_run_is_checked_by_the_next(tm
     it, and downloads nothing."""
     xet_hub.xet_mode = "damaged" if damaged else "normal"
     unverified = export_dir(tmp_path) / "raw" / ".unverified" / "Audio.tar"
-    process = start_export(tmp_path, xet_hub.url)
-    deadline = time.monotonic() + 60
-    while not unverified.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.001)
+    process = start_export_held_at_the_check(tmp_path, xet_hub.url)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "held").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
     process.kill()
-    process.communicate()
-    assert unverified.exists() and not (export_dir(tmp_path) / "zh-en.jsonl").exists(), "the export ended before it could be killed"
+    stderr = process.communicate()[1]
+    assert (tmp_path / "held").exists(), stderr
+    assert unverified.exists() and not (export_dir(tmp_path) / "zh-en.jsonl").exists()
     xet_hub.xet_mode = "normal"
     xet_hub.requests.clear()
     result = export_from_hub(tmp_path, xet_hub.url, **({"HF_HUB_OFFLINE": "1"} if offline else {}))
@@ -268,3 +290,28 @@ def test_a_damaged_archive_that_load_dataset_fetched_over_xet_is_named_and_left_
         assert_exported(export_dir(tmp_path), xet_hub.utterances)
     assert held_in.read_bytes() == damaged and snapshot_entry.resolve() == held_in
     assert sorted(str(path) for path in (tmp_path / "hf-home" / "hub").rglob("*")) == hub_listing
+
+
+def test_ctrl_c_during_a_xet_download_keeps_what_it_wrote_and_the_next_run_resumes_over_ranges(tmp_path, large_archive):
+    archive_path, corpus = large_archive
+    partial = export_dir(tmp_path) / "raw" / ".Audio.tar.incomplete"
+    with StandInHub(archive_path, xet=True, chunks_per_xorb=CHUNKS_PER_XORB, rate_limit=4e6) as hub:
+        process = subprocess.Popen([sys.executable, EXPORTER, "--datadir", str(tmp_path / "h2t")], env=hub_env(tmp_path, hub.url),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not (partial.is_file() and partial.stat().st_size > 4_000_000) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        stderr = process.communicate(timeout=60)[1]
+        assert process.returncode == 130, stderr
+        kept = partial.stat().st_size
+        assert kept > 4_000_000 and partial.read_bytes() == hub.content[:kept]
+        assert stderr.strip().splitlines()[-1] == (
+            f"export_jsonl.py: interrupted; nothing was left half-written; what was downloaded so far ({kept / 1e6:.1f} MB) "
+            f"is kept in {partial.parent} for the next run to resume from; run the same command again to finish")
+        hub.rate_limit = None
+        hub.requests.clear()
+        result = export_from_hub(tmp_path, hub.url)
+        assert result.returncode == 0, result.stderr
+        assert hub.ranges_requested() == [f"bytes={kept}-"] and xorbs_fetched(hub) == []
+    assert_exported(export_dir(tmp_path), corpus)
