@@ -28,7 +28,7 @@ import huggingface_hub
 from datasets.utils import tqdm
 
 from .h2t_manifest import H2T_MANIFEST_SHA256, manifest_line
-from .hub_archive import ARCHIVE_NAME, HOMEPAGE, LOCAL_COPY_HINT, REPO_ID, ArchiveError, HubUnreachable, archive_url, download_archive, hub_file_metadata, offline_message, raise_hub_error, unreached_line
+from .hub_archive import ARCHIVE_NAME, HOMEPAGE, LOCAL_COPY_HINT, REPO_ID, SHA256_HEX, ArchiveError, HubUnreachable, archive_url, download_archive, hub_file_metadata, offline_message, raise_hub_error, unreached_line
 from .ranged_tar import FetchedRanges, RangeFiles, RangeReader, Selection, Unproven, checked_member_name, fetch_in_memory, fetch_ranges
 
 _CITATION = """\
@@ -101,6 +101,10 @@ class EmotionTalkTest(datasets.GeneratorBasedBuilder):
     DEFAULT_CONFIG_NAME = "default"
 
     def __init__(self, *args, data_dir: Optional[str] = None, **kwargs):
+        expected_sha256 = kwargs.get("expected_manifest_sha256", H2T_MANIFEST_SHA256)
+        if not SHA256_HEX.fullmatch(str(expected_sha256)):
+            raise ValueError(f"expected_manifest_sha256={expected_sha256!r} is not a sha256 (64 hex digits, lower case): "
+                             f"give the sha256sum of the manifest that a full export of the archive writes")
         if data_dir is not None:
             kwargs["archive_fingerprint"] = archive_fingerprint(local_archive_path(data_dir))
         super().__init__(*args, data_dir=data_dir, **kwargs)

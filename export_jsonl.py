@@ -248,6 +248,7 @@ def export(args: argparse.Namespace) -> int:
     source_path = ranges_dir if args.test_members_only and not archive_path.is_file() else archive_path
     if not args.force and source_path.exists() and export_is_current(state, source_path, export_dir, args.parquet):
         print_summary(state, export_dir, source_path, written=0)
+        print("nothing to do: the export was already complete, every file as recorded (--verify compares their bytes)")
         return 0
     check_datasets_version()
     if source_path == ranges_dir:
@@ -774,8 +775,10 @@ def print_summary(state: dict, export_dir: Path, archive_path: Path, written: in
     print(f"  {'total':<12}{rows:>6}   {summary['seconds'] / 3600:.2f} hours of audio ({summary['seconds']:.0f} s)")
     print(f"  manifest    {export_dir / MANIFEST_NAME}")
     print(f"  audio       {export_dir / AUDIO_DIR}  ({rows} WAVs, {written} written this run)")
-    if state["parquet_sizes"]:
-        parquet_sizes = state["parquet_sizes"]
+    parquet_sizes = state["parquet_sizes"]
+    if parquet_sizes and not files_have_sizes(export_dir / PARQUET_DIR, parquet_sizes):  # a run without --parquet left it
+        print(f"  parquet     {export_dir / PARQUET_DIR}  (not as the export recorded it: --parquet writes it again)")
+    elif parquet_sizes:
         print(f"  parquet     {export_dir / PARQUET_DIR}  ({counted(len(parquet_sizes), 'shard')}, "
               f"{sum(parquet_sizes.values()) / 1e6:.1f} MB)")
         for name, size in parquet_sizes.items():

@@ -295,3 +295,8 @@ def test_an_archive_cut_inside_a_json_member_says_truncated(tmp_path, small_arch
     (tmp_path / "Audio.tar").write_bytes((tmp_path / "whole.tar").read_bytes()[: last.offset_data + 10])
     message = load_error(tmp_path, datasets_cache)
     assert "truncated" in message and "not valid JSON" not in message
+
+
+def test_an_expected_manifest_sha256_that_is_no_sha256_is_refused_at_once(small_archive, datasets_cache):
+    with pytest.raises(ValueError, match=r"expected_manifest_sha256='xyz' is not a sha256 \(64 hex digits"):
+        load(small_archive[0], datasets_cache, expected_manifest_sha256="xyz")

@@ -66,13 +66,16 @@ def test_rerun_is_idempotent_and_skips_finished_work(tmp_path, small_archive, ca
     export_dir = tmp_path / "emotiontalk"
     before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (export_dir / "audio" / "zh").iterdir()}
     manifest_mtime = (export_dir / "zh-en.jsonl").stat().st_mtime_ns
+    capsys.readouterr()
     assert export_jsonl.main(args) == 0
-    assert "0 written this run" in capsys.readouterr().out
+    *_, audio_line, _, last_line = capsys.readouterr().out.splitlines()
+    assert "0 written this run" in audio_line and last_line.startswith("nothing to do: the export was already complete")
     assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (export_dir / "audio" / "zh").iterdir()} == before
     assert (export_dir / "zh-en.jsonl").stat().st_mtime_ns == manifest_mtime
     (export_dir / "audio" / "zh" / next(iter(before))).unlink()
     assert export_jsonl.main(args) == 0
-    assert "1 written this run" in capsys.readouterr().out
+    report = capsys.readouterr().out
+    assert "1 written this run" in report and "nothing to do" not in report
     assert_exported(export_dir, utterances)
     assert export_jsonl.main([*args, "--force"]) == 0
     assert "17 written this run" in capsys.readouterr().out

@@ -170,6 +170,9 @@ def test_a_damaged_or_missing_shard_is_rewritten_by_the_next_run(tmp_path, small
         shard.write_bytes(original[: len(original) // 2])
     else:
         shard.unlink()
+    capsys.readouterr()
+    assert export_jsonl.main(["--archive", str(data_dir / "Audio.tar"), "--datadir", str(tmp_path)]) == 0  # without --parquet
+    assert f"parquet     {parquet_dir}  (not as the export recorded it: --parquet writes it again)" in capsys.readouterr().out
     export_parquet(data_dir / "Audio.tar", tmp_path)
     assert shard.read_bytes() == original
     assert export_jsonl.main(["--archive", str(data_dir / "Audio.tar"), "--datadir", str(tmp_path), "--verify"]) == 0
