@@ -259,7 +259,17 @@ def test_verify_catches_an_edited_manifest(tmp_path, small_archive, capsys):
     assert f"zh-en.jsonl: line {len(lines) + 1} differs" in capsys.readouterr().out
     manifest.write_bytes(original.rstrip(b"\n"))
     assert export_jsonl.main([*args, "--verify"]) == 1
-    assert f"zh-en.jsonl: line {len(lines)} differs" in capsys.readouterr().out
+    report = capsys.readouterr().out
+    assert f"zh-en.jsonl: line {len(lines)} differs" in report
+    # A plain run writes an edited manifest again: the repair needs no --force.
+    command = repair_line(report)
+    assert "--force" not in command and run_exporter(*command[2:]).returncode == 0
+    assert manifest.read_bytes() == original
+
+
+def test_an_empty_expected_manifest_is_a_usage_error(tmp_path):
+    result = run_exporter("--test-members-only", "--expected-manifest", "", "--datadir", str(tmp_path))
+    assert result.returncode == 2 and "--expected-manifest: give the path of an H2T manifest file" in result.stderr
 
 
 def test_undecodable_audio_is_refused_on_export_and_caught_by_verify(tmp_path, small_archive, test_utterances, capsys):

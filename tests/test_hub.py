@@ -536,3 +536,52 @@ def test_a_link_cut_every_5_mb_finishes_in_runs_that_each_keep_what_they_receive
         assert "Trying to resume" not in result.stderr
     assert (tmp_path / "h2t" / "emotiontalk" / "raw" / "Audio.tar").read_bytes() == archive_path.read_bytes()
     assert_exported(tmp_path / "h2t" / "emotiontalk", corpus)
+
+
+def test_offline_another_revision_is_exported_from_its_own_cached_copy_or_said_not_cached(tmp_path, hub):
+    """The cache holds main's Audio.tar (the stand-in's commit); offline, `--revision v2` is not main's under v2's name."""
+    assert load_from_hub(tmp_path, hub.url, "build", {"test_members_only": False}).returncode == 0
+    hub.requests.clear()
+    result = export_from_hub(tmp_path, hub.url, "--revision", "v2", HF_HUB_OFFLINE="1")
+    assert_one_line_error(result, "HF_HUB_OFFLINE is set and BAAI/Emotiontalk/Audio.tar is not downloaded yet")
+    by_commit = export_from_hub(tmp_path, hub.url, "--revision", COMMIT, HF_HUB_OFFLINE="1")
+    assert by_commit.returncode == 0, by_commit.stderr
+    assert hub.requests == []
+    assert_exported(tmp_path / "h2t" / "emotiontalk", hub.utterances)
+
+
+def test_a_cache_kept_without_symlinks_is_found_and_linked(tmp_path, hub):
+    """As huggingface_hub keeps it where symlinks cannot be made (Windows without developer mode): the snapshot entry
+    is the file itself. Online it is hashed against the Hub's sha256 and linked; offline nothing vouches for it."""
+    assert load_from_hub(tmp_path, hub.url, "build", {"test_members_only": False}).returncode == 0
+    [entry] = (tmp_path / "hf-home" / "hub" / "datasets--BAAI--Emotiontalk" / "snapshots").glob("*/Audio.tar")
+    content = entry.read_bytes()
+    entry.unlink()
+    entry.write_bytes(content)
+    offline = export_from_hub(tmp_path, hub.url, HF_HUB_OFFLINE="1")
+    assert_one_line_error(offline, f"{entry} in the Hugging Face cache cannot be checked offline", "unset HF_HUB_OFFLINE")
+    hub.requests.clear()
+    result = export_from_hub(tmp_path, hub.url)
+    assert result.returncode == 0, result.stderr
+    assert hub.ranges_requested() == [] and "Invalid argument" not in result.stderr
+    assert (tmp_path / "h2t" / "emotiontalk" / "raw" / "Audio.tar").stat().st_ino == entry.stat().st_ino
+    assert_exported(tmp_path / "h2t" / "emotiontalk", hub.utterances)
+
+
+def test_the_ctrl_c_line_counts_only_the_download_it_resumes(tmp_path, large_archive):
+    """Pieces of an earlier --test-members-only export beside a plain download are not what it resumes from."""
+    archive_path, _ = large_archive
+    raw_dir = tmp_path / "h2t" / "emotiontalk" / "raw"
+    (raw_dir / "Audio.tar.ranges").mkdir(parents=True)
+    (raw_dir / "Audio.tar.ranges" / "0000000000000-0000003000000").write_bytes(bytes(3_000_000))
+    partial = raw_dir / ".Audio.tar.incomplete"
+    with StandInHub(archive_path, rate_limit=4e6) as hub:
+        process = subprocess.Popen([sys.executable, EXPORTER, "--datadir", str(tmp_path / "h2t")], stderr=subprocess.PIPE, text=True,
+                                   env=hub_env(tmp_path, hub.url, HF_HUB_DISABLE_XET="1"))
+        deadline = time.monotonic() + 60
+        while not (partial.is_file() and partial.stat().st_size > 2_000_000) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        stderr = process.communicate(timeout=60)[1]
+    assert process.returncode == 130, stderr
+    assert f"what was downloaded so far ({partial.stat().st_size / 1e6:.1f} MB) is kept" in stderr.strip().splitlines()[-1]

@@ -5,6 +5,7 @@ download gives, or the full download itself, said in one line."""
 import hashlib
 import json
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,8 +20,7 @@ import synthetic_archive
 from conftest import PROJECT_DIR
 from h2t_manifest import H2T_MANIFEST_SHA256
 from stand_in_hub import COMMIT, GOOD_TOKEN, StandInHub
-from test_export import assert_exported, assert_one_line_error, expected_manifest
-from test_export import EXPORTER
+from test_export import EXPORTER, assert_exported, assert_one_line_error, expected_manifest, repair_line
 from test_hub import ACCESS_HINT, export_from_hub, hub_env
 
 ranged_tar = export_jsonl.project_module("ranged_tar")
@@ -496,4 +496,24 @@ def test_a_ctrl_c_while_probing_keeps_what_the_probes_found(tmp_path, layout_arc
         probes = len(hub.ranges_requested()) - len(pieces(ranges_dir))
     # The probes are the same from the same start: each round that ended before the Ctrl-C is not made again.
     assert probes < fresh_probes and not (ranges_dir / "probed.json").exists()
+    assert_exported(export_dir(tmp_path), layout_corpus)
+
+
+def test_a_relative_expected_manifest_is_recorded_so_that_the_repair_works_from_anywhere(tmp_path, layout_archive, layout_corpus):
+    archive_path, manifest_path = layout_archive("tar_cf")
+    (tmp_path / "here").mkdir()
+    shutil.copy(manifest_path, tmp_path / "here" / "expected.jsonl")
+    with StandInHub(archive_path) as hub:
+        env = hub_env(tmp_path, hub.url)
+        first = subprocess.run([sys.executable, EXPORTER, "--datadir", str(tmp_path / "h2t"), "--test-members-only",
+                                "--expected-manifest", "expected.jsonl"], cwd=tmp_path / "here", env=env, capture_output=True, text=True)
+        assert first.returncode == 0 and not fell_back(first), first.stderr
+        next((export_dir(tmp_path) / "audio" / "zh").iterdir()).unlink()
+        (tmp_path / "elsewhere").mkdir()
+        report = subprocess.run([sys.executable, EXPORTER, "--datadir", str(tmp_path / "h2t"), "--verify"], cwd=tmp_path / "elsewhere",
+                                env=env, capture_output=True, text=True)
+        command = repair_line(report.stdout)
+        assert command[command.index("--expected-manifest") + 1] == str(tmp_path / "here" / "expected.jsonl")
+        repaired = subprocess.run([sys.executable, *command[1:]], cwd=tmp_path / "elsewhere", env=env, capture_output=True, text=True)
+        assert repaired.returncode == 0 and not fell_back(repaired), repaired.stderr
     assert_exported(export_dir(tmp_path), layout_corpus)
