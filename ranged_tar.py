@@ -194,8 +194,29 @@ class RangeReader:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def map(self, function: Callable, items: list) -> list:
-        """`function` applied to each item on the pool's connections, results in order; the first error raised."""
-        return list(self.pool.map(function, items))
+        """`function` applied to each item on the pool's connections, results in order. The first error (or a
+        Ctrl-C) is raised as soon as it comes, and the items still queued are cancelled, not fetched first."""
+        stopped = threading.Event()  # set by the thread that failed, before it can take another item
+
+        def unless_stopped(item):
+            if stopped.is_set():
+                return None
+            try:
+                return function(item)
+            except BaseException:
+                stopped.set()
+                raise
+
+        futures = [self.pool.submit(unless_stopped, item) for item in items]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                future.result()
+        except BaseException:
+            stopped.set()
+            for future in futures:
+                future.cancel()
+            raise
+        return [future.result() for future in futures]
 
     def read(self, start: int, end: int, into: BinaryIO | None = None, progress: tqdm | None = None) -> bytes | None:
         """Bytes [start, end) of the file; into `into` if given (a file), else returned."""

@@ -9,12 +9,14 @@ import shutil
 
 import pytest
 
+import export_jsonl
 import synthetic_archive
 from conftest import BUILDER_SCRIPT, PROJECT_DIR
 from stand_in_hub import COMMIT, GOOD_TOKEN, StandInHub
 from test_hub import expected_rows, load_from_hub
 from test_users_files import closed_port_endpoint
 
+ranged_tar = export_jsonl.project_module("ranged_tar")
 FALLBACK = "the test members alone are not proven the whole split ("
 
 
@@ -235,3 +237,16 @@ def test_an_unproven_stream_of_a_revision_falls_back_to_that_revisions_archive(t
         resolved = [path for _, path, _ in hub.requests if "/resolve/" in path or "/tree/" in path or "/revision/" in path]
     assert json.loads(result.stdout) == expected_rows(layout_corpus)
     assert resolved and all(COMMIT in path for path in resolved), resolved
+
+
+def test_a_streams_ranges_are_fetched_in_pieces(tmp_path, layout_archive, layout_corpus):
+    """As a build's: every connection is used, and a cut connection loses one piece."""
+    archive_path, manifest_path = layout_archive("grouped")
+    with StandInHub(archive_path, redirect=True) as hub:
+        result = load_from_hub(tmp_path, hub.url, "stream", members_options(manifest_path))
+        lengths = [int(end) - int(start) + 1 for start, end in (header.removeprefix("bytes=").split("-") for header in hub.ranges_requested())]
+    assert result.returncode == 0 and FALLBACK not in result.stderr, result.stderr
+    assert json.loads(result.stdout) == expected_rows(layout_corpus)
+    piece_bytes = ranged_tar.scaled(ranged_tar.PIECE_BYTES, archive_path.stat().st_size)
+    # Besides the probes' reads of SCAN_BYTES, pieces: none longer than PIECE_BYTES (scaled), enough for every connection.
+    assert max(lengths) <= max(piece_bytes, ranged_tar.SCAN_BYTES) and sum(length == piece_bytes for length in lengths) > ranged_tar.CONNECTIONS

@@ -99,6 +99,10 @@ def test_a_cut_off_fetch_is_resumed_with_what_it_lacks(tmp_path, layout_archive,
         assert_one_line_error(export_members(tmp_path, hub, manifest_path), "was interrupted", "run the same command again to resume")
         kept = {path.name: (path.stat().st_ino, path.read_bytes()) for path in ranges_dir.iterdir() if path.name[0].isdigit()}
         assert kept and sorted(path.name for path in ranges_dir.iterdir() if not path.name[0].isdigit()) == ["announced.json", "plan.json"]
+        # The first failure stops the fetch: the pieces still queued are not asked for, only those under way.
+        planned = {f"bytes={start}-{end - 1}" for start, end in ranged_tar.in_pieces(json.loads((ranges_dir / "plan.json").read_text()), hub.size)}
+        asked = planned & set(hub.ranges_requested())
+        assert len(planned) > len(kept) + 2 * ranged_tar.CONNECTIONS and len(asked) <= len(kept) + ranged_tar.CONNECTIONS
         for name, (_, data) in kept.items():  # only whole ranges are kept, under their final names
             start, end = map(int, name.split("-"))
             assert data == hub.read(start, end)
@@ -516,4 +520,61 @@ def test_a_relative_expected_manifest_is_recorded_so_that_the_repair_works_from_
         assert command[command.index("--expected-manifest") + 1] == str(tmp_path / "here" / "expected.jsonl")
         repaired = subprocess.run([sys.executable, *command[1:]], cwd=tmp_path / "elsewhere", env=env, capture_output=True, text=True)
         assert repaired.returncode == 0 and not fell_back(repaired), repaired.stderr
+    assert_exported(export_dir(tmp_path), layout_corpus)
+
+
+def members_at(archive_path):
+    """Each member's name and the byte range of its data."""
+    with tarfile.open(archive_path) as archive:
+        return [(member.name, member.offset_data, member.offset_data + member.size) for member in archive if member.isfile()]
+
+
+def test_an_archive_that_interleaves_annotations_with_audio_fetches_no_other_groups_annotations(tmp_path, layout_archive, layout_corpus):
+    """In the paired layout each annotation lies beside its WAV: the test groups' runs hold their annotations, and
+    the other groups' annotations lie among audio that is not wanted."""
+    archive_path, manifest_path = layout_archive("paired")
+    with StandInHub(archive_path) as hub:
+        result = export_members(tmp_path, hub, manifest_path)
+    assert result.returncode == 0 and not fell_back(result), result.stderr
+    held = [(start, end) for start, end in pieces_held(export_dir(tmp_path) / "raw" / "Audio.tar.ranges")]
+    others = [(start, end) for name, start, end in members_at(archive_path)
+              if name.startswith("Audio/json/") and name.split("/")[2] not in ("G00003", "G00015")]
+    assert others and not [member for member in others if any(start < member[1] and member[0] < end for start, end in held)]
+    assert_exported(export_dir(tmp_path), layout_corpus)
+
+
+def pieces_held(ranges_dir):
+    return sorted(tuple(int(bound) for bound in path.name.split("-")) for path in ranges_dir.iterdir() if path.name[0].isdigit())
+
+
+def test_annotations_that_name_their_wav_by_file_name_are_mapped_as_by_file_path(tmp_path, layout_corpus):
+    def by_file_name(member):
+        name, data = member
+        if not name.endswith(".json"):
+            return member
+        record = json.loads(data)
+        record["file_name"] = record.pop("file_path")
+        return name, json.dumps(record, ensure_ascii=False, indent=1).encode("utf-8")
+
+    members = [by_file_name(member) for member in synthetic_archive.layout_members(layout_corpus, "grouped")]
+    archive_path = export_corpus(tmp_path, layout_corpus, members)
+    test_audio = [(start, end) for name, start, end in members_at(archive_path)
+                  if name.startswith("Audio/wav/") and name.split("/")[2] in ("G00003", "G00015")]
+    held = pieces_held(export_dir(tmp_path) / "raw" / "Audio.tar.ranges")
+    fetched = sum(min(end, stop) - max(start, begin) for start, end in held for begin, stop in test_audio if start < stop and begin < end)
+    assert sum(end - start for start, end in held) < 1.3 * fetched
+
+
+def test_the_probe_budget_counts_the_probes_of_every_run_of_the_upload(tmp_path, layout_archive, layout_corpus):
+    """A run stopped while probing leaves what it found and how many probes it made: the next run of the same
+    upload does not start its budget afresh."""
+    archive_path, manifest_path = layout_archive("grouped")
+    ranges_dir = export_dir(tmp_path) / "raw" / "Audio.tar.ranges"
+    ranges_dir.mkdir(parents=True)
+    with StandInHub(archive_path) as hub:
+        (ranges_dir / "announced.json").write_text(json.dumps({"sha256": hub.sha256, "size": hub.size}))
+        (ranges_dir / "probed.json").write_text(json.dumps({"probes": ranged_tar.MAX_PROBES}))
+        result = export_members(tmp_path, hub, manifest_path)
+    assert result.returncode == 0 and fell_back(result), result.stderr
+    assert f"the archive's members are not laid out in few runs ({ranged_tar.MAX_PROBES + 1}" in result.stderr or "probes did not settle them" in result.stderr
     assert_exported(export_dir(tmp_path), layout_corpus)
