@@ -313,8 +313,8 @@ def refuse_another_revision(export_dir: Path, state: dict, args: argparse.Namesp
 
 
 def recorded_revision(state: dict) -> str | None:
-    """The Hub revision of the recorded export's archive; None for one made from --archive or the demo. An export
-    recorded before revisions were was made from main's."""
+    """The Hub revision of the recorded export's archive; None for one made from --archive or the demo. A state
+    written before revisions were recorded is taken for main's."""
     if not state or state.get("demo"):
         return None
     return state.get("revision", "main")

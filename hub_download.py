@@ -115,13 +115,14 @@ def settle_found_archive(archive_path: str, partial_path: str, expected: hugging
     to the partial download, to resume from and be checked whole; True, and it stays as it is meanwhile. Otherwise
     it is named and left as it is, unless `force`: then its name in raw/ goes (never what a link there points to)."""
     size = os.path.getsize(archive_path)
-    if hub_archive.archive_problem(archive_path, expected.size, expected.etag) is None:
+    sha256 = hub_archive.file_sha256(archive_path).hexdigest() if size == expected.size else None
+    if sha256 == expected.etag:
         return False
     if force:
         os.remove(archive_path)
         return False
     if size >= expected.size:
-        raise hub_archive.ArchiveError(found_archive_message(archive_path, expected, "is not the Hub's"))
+        raise hub_archive.ArchiveError(found_archive_message(archive_path, expected, "is not the Hub's", sha256))
     if not os.path.isfile(partial_path) or os.path.getsize(partial_path) < size:
         copy_with_progress(archive_path, partial_path, f"Copying {ARCHIVE_NAME} to resume from it")
     tqdm.write(f"{archive_path} is shorter than the Hub's {ARCHIVE_NAME}: downloading the rest beside it, to check "
@@ -129,9 +130,11 @@ def settle_found_archive(archive_path: str, partial_path: str, expected: hugging
     return True
 
 
-def found_archive_message(archive_path: str, expected: huggingface_hub.HfFileMetadata, verdict: str) -> str:
-    return (f"{archive_path} has {os.path.getsize(archive_path)} bytes and sha256 "
-            f"{hub_archive.file_sha256(archive_path).hexdigest()}; the Hub announces {expected.size} bytes and sha256 "
+def found_archive_message(archive_path: str, expected: huggingface_hub.HfFileMetadata, verdict: str,
+                          sha256: str | None = None) -> str:
+    """The line that names an archive found in raw/ that is not the Hub's; `sha256` is its own, if hashed already."""
+    sha256 = sha256 or hub_archive.file_sha256(archive_path).hexdigest()
+    return (f"{archive_path} has {os.path.getsize(archive_path)} bytes and sha256 {sha256}; the Hub announces {expected.size} bytes and sha256 "
             f"{expected.etag}, so this copy {verdict}. It was left as it is: move it away to download the Hub's, "
             f"export from it with --archive {archive_path}, or replace it with --force")
 
