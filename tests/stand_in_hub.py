@@ -82,7 +82,7 @@ class StandInHub:
         self.signed_url_seconds = 3600.0
         self.signed_url_requests: int | None = None
         self._uses: dict[str, int] = {}
-        self.refused_until, self.refuse_ranges_only, self.retry_after_as_date = 0.0, False, False
+        self.refused_until, self.refuse_ranges_only, self.retry_after_as_date, self.told_wait = 0.0, False, False, None
         self.resolve_requests = 0
         self.mode = "normal"
         self.xet_mode = "normal"
@@ -103,10 +103,11 @@ class StandInHub:
     def content(self) -> bytes:
         return self.read(0, self.size)
 
-    def refuse(self, seconds: float, ranges_only: bool = False, as_date: bool = False) -> None:
-        """Answer `resolve` requests 429 for the next `seconds`, as the Hub does past its rate limit."""
+    def refuse(self, seconds: float, ranges_only: bool = False, as_date: bool = False, told: int | None = None) -> None:
+        """Answer `resolve` requests 429 for the next `seconds`, as the Hub does past its rate limit; `told`: the
+        wait it says, if not how long is left (a limit shared with other clients can outlast what it said)."""
         self.refused_until = time.monotonic() + seconds
-        self.refuse_ranges_only, self.retry_after_as_date = ranges_only, as_date
+        self.refuse_ranges_only, self.retry_after_as_date, self.told_wait = ranges_only, as_date, told
 
     def __enter__(self) -> "StandInHub":
         self._thread.start()
@@ -255,6 +256,7 @@ def _handler_for(hub: StandInHub):
                 hub.resolve_requests += resolving
                 left = math.ceil(hub.refused_until - time.monotonic())
                 limited = resolving and left > 0 and (not hub.refuse_ranges_only or "Range" in self.headers)
+                left = hub.told_wait or left
             if hub.delay:
                 time.sleep(hub.delay)
             if limited:

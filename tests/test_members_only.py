@@ -494,6 +494,9 @@ def test_a_ctrl_c_while_probing_keeps_what_the_probes_found(tmp_path, layout_arc
         ranges_dir = export_dir(tmp_path) / "raw" / "Audio.tar.ranges"
         assert process.returncode == 130 and (ranges_dir / "probed.json").is_file(), stderr
         assert not (ranges_dir / "plan.json").exists() and not pieces(ranges_dir)
+        # Nothing downloaded to resume from yet: the line says no "(0.0 MB) is kept".
+        assert stderr.strip().splitlines()[-1] == (
+            "export_jsonl.py: interrupted; nothing was left half-written; run the same command again to finish")
         hub.delay, hub.requests[:] = 0, []
         result = export_members(tmp_path, hub, manifest_path)
         assert result.returncode == 0 and not fell_back(result), result.stderr
@@ -578,3 +581,13 @@ def test_the_probe_budget_counts_the_probes_of_every_run_of_the_upload(tmp_path,
     assert result.returncode == 0 and fell_back(result), result.stderr
     assert f"the archive's members are not laid out in few runs ({ranged_tar.MAX_PROBES + 1}" in result.stderr or "probes did not settle them" in result.stderr
     assert_exported(export_dir(tmp_path), layout_corpus)
+
+
+def test_a_hub_that_refuses_past_the_waits_it_asked_for_is_said_in_one_line(tmp_path, layout_archive):
+    archive_path, manifest_path = layout_archive("grouped")
+    with StandInHub(archive_path, redirect=True) as hub:
+        hub.refuse(60, told=1)
+        result = export_members(tmp_path, hub, manifest_path)
+        asked = [request for request in hub.requests if "/resolve/" in request[1]]
+    assert_one_line_error(result, "the Hub refuses more requests for now (its rate limit; it asks to wait 1 s): run the same command again then")
+    assert len(asked) == 3 and result.stderr.count("the Hub's rate limit is reached; waiting 1 s") == 2
