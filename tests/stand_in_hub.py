@@ -106,7 +106,8 @@ class StandInHub:
     def refuse(self, seconds: float, ranges_only: bool = False, as_date: bool = False, told: int | None = None) -> None:
         """Answer `resolve` requests 429 for the next `seconds`, as the Hub does past its rate limit; `told`: the
         wait it says, if not how long is left (a limit shared with other clients can outlast what it said)."""
-        self.refused_until = time.monotonic() + seconds
+        # To a whole second of the clock, as an HTTP date says it: a client that waits as told is not refused again.
+        self.refused_until = math.ceil(time.time() + seconds)
         self.refuse_ranges_only, self.retry_after_as_date, self.told_wait = ranges_only, as_date, told
 
     def __enter__(self) -> "StandInHub":
@@ -254,14 +255,14 @@ def _handler_for(hub: StandInHub):
                 hub.requests.append((self.command, path, {k.lower(): v for k, v in self.headers.items()}))
                 resolving = resolve_path.match(path) is not None
                 hub.resolve_requests += resolving
-                left = math.ceil(hub.refused_until - time.monotonic())
+                left = math.ceil(hub.refused_until - time.time())
                 limited = resolving and left > 0 and (not hub.refuse_ranges_only or "Range" in self.headers)
                 left = hub.told_wait or left
             if hub.delay:
                 time.sleep(hub.delay)
             if limited:
                 if hub.retry_after_as_date:  # as a proxy says it, without the Hub's own headers
-                    headers = {"Retry-After": formatdate(time.time() + left, usegmt=True)}
+                    headers = {"Retry-After": formatdate(hub.refused_until, usegmt=True)}
                 else:
                     headers = {"Retry-After": str(left), "RateLimit": f'"resolvers";r=0;t={left}',
                                "RateLimit-Policy": '"fixed window";"resolvers";q=3000;w=300'}
