@@ -35,7 +35,7 @@ Hub does, 302 with the file's headers and a `Location` on another host (`localho
 signed for `signed_url_seconds`, which serves the bytes (`Range` included) and refuses, as signed storage does, a
 request that also carries an `Authorization` header (400), or that comes after the signature expired (403): here,
 after `signed_url_requests` requests of one URL, if set, so that a test can have it expire at a known point.
-`refuse(seconds)` answers every `resolve` request of the next `seconds` (with `ranges_only`, those with a `Range`
+`refuse(seconds)` answers every `resolve` request for `seconds` from the first (with `ranges_only`, those with a `Range`
 header: the reads of a mirror that serves the bytes itself) 429, as the Hub does past its rate limit, with
 `Retry-After` and `RateLimit` headers that say how long is left (with `as_date`, as a proxy says it: `Retry-After`
 alone, as an HTTP date): a client that asks again before then is refused again.
@@ -82,7 +82,8 @@ class StandInHub:
         self.signed_url_seconds = 3600.0
         self.signed_url_requests: int | None = None
         self._uses: dict[str, int] = {}
-        self.refused_until, self.refuse_ranges_only, self.retry_after_as_date, self.told_wait = 0.0, False, False, None
+        self.refuse_seconds, self.refused_until = 0.0, 0.0
+        self.refuse_ranges_only, self.retry_after_as_date, self.told_wait = False, False, None
         self.resolve_requests = 0
         self.mode = "normal"
         self.xet_mode = "normal"
@@ -104,10 +105,9 @@ class StandInHub:
         return self.read(0, self.size)
 
     def refuse(self, seconds: float, ranges_only: bool = False, as_date: bool = False, told: int | None = None) -> None:
-        """Answer `resolve` requests 429 for the next `seconds`, as the Hub does past its rate limit; `told`: the
+        """Answer `resolve` requests 429 for `seconds` from the first, as the Hub does past its rate limit; `told`: the
         wait it says, if not how long is left (a limit shared with other clients can outlast what it said)."""
-        # To a whole second of the clock, as an HTTP date says it: a client that waits as told is not refused again.
-        self.refused_until = math.ceil(time.time() + seconds)
+        self.refuse_seconds, self.refused_until = seconds, 0.0
         self.refuse_ranges_only, self.retry_after_as_date, self.told_wait = ranges_only, as_date, told
 
     def __enter__(self) -> "StandInHub":
@@ -255,8 +255,13 @@ def _handler_for(hub: StandInHub):
                 hub.requests.append((self.command, path, {k.lower(): v for k, v in self.headers.items()}))
                 resolving = resolve_path.match(path) is not None
                 hub.resolve_requests += resolving
+                limitable = resolving and (not hub.refuse_ranges_only or "Range" in self.headers)
+                if limitable and hub.refuse_seconds:
+                    # From the first request it refuses (the client may take a while to start), to a whole second of
+                    # the clock, as an HTTP date says it: a client that waits as told is not refused again.
+                    hub.refused_until, hub.refuse_seconds = math.ceil(time.time() + hub.refuse_seconds), 0.0
                 left = math.ceil(hub.refused_until - time.time())
-                limited = resolving and left > 0 and (not hub.refuse_ranges_only or "Range" in self.headers)
+                limited = limitable and left > 0
                 left = hub.told_wait or left
             if hub.delay:
                 time.sleep(hub.delay)
