@@ -374,14 +374,15 @@ def test_ctrl_c_during_a_download_says_what_is_kept_and_the_next_run_resumes(tmp
         process = subprocess.Popen([sys.executable, EXPORTER, "--datadir", str(tmp_path / "h2t")], stderr=subprocess.PIPE, text=True,
                                    env=hub_env(tmp_path, hub.url, HF_HUB_DISABLE_XET="1"))
         deadline = time.monotonic() + 60
-        # 8 MB sent, less than huggingface_hub's chunk of 10 MiB: what was received must be kept all the same.
-        while hub.bytes_sent < 8_000_000 and time.monotonic() < deadline:
+        # 9.5 MB sent, less than huggingface_hub's chunk of 10 MiB: what was received must be kept all the same
+        # (all but what socket buffers still hold, a few MB at most).
+        while hub.bytes_sent < 9_500_000 and time.monotonic() < deadline:
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)
         stderr = process.communicate(timeout=60)[1]
         assert process.returncode == 130, stderr
         kept = partial.stat().st_size
-        assert kept > 4_000_000
+        assert kept > 1_000_000
         assert stderr.strip().splitlines()[-1] == (
             f"export_jsonl.py: interrupted; nothing was left half-written; what was downloaded so far ({kept / 1e6:.1f} MB) is kept "
             f"in {partial.parent} for the next run to resume from; run the same command again to finish")
