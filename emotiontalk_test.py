@@ -7,7 +7,9 @@ the folder that holds it), and yields the utterances of speaker groups G00003 an
 From the Hub it fetches only the byte ranges of the archive that hold the test split (ranged_tar.py finds them),
 into the `datasets` download cache, and builds from them once they prove to be the whole split: every test
 annotation's WAV is there, and the split gives H2T's published manifest (h2t_manifest.py). Where they do not, one
-warning says why and the whole archive is downloaded. `test_members_only=False` downloads the whole archive.
+warning says why and the whole archive is downloaded. Offline, or with the Hub out of reach, the ranges an earlier
+build of the revision proved serve, else the whole archive in the Hugging Face cache. `test_members_only=False`
+downloads the whole archive.
 The modules beside it are imported relatively, so that `datasets` copies them into its module cache with it.
 """
 
