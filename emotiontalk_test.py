@@ -153,14 +153,16 @@ class EmotionTalkTest(datasets.GeneratorBasedBuilder):
             announced, unreached = None, True
         if announced is None:
             ranges_dir = None if force else revision_ranges(ranges_root, revision)
-            with contextlib.suppress(Unproven):
-                if ranges_dir is not None:
-                    self._prove(ranges_dir)
-                    if unreached:
-                        logger.warning(unreached_line(f"building from the test ranges of {ARCHIVE_NAME} that an earlier "
-                                                      f"build of revision {revision!r} fetched and proved"))
-                    return ranges_dir
-            return None
+            try:
+                if ranges_dir is None:
+                    return None
+                self._prove(ranges_dir)
+            except Unproven:  # an earlier build cut off: the whole archive in the cache may still serve
+                return None
+            if unreached:
+                logger.warning(unreached_line(f"building from the test ranges of {ARCHIVE_NAME} that an earlier build of "
+                                              f"revision {revision!r} fetched and proved"))
+            return ranges_dir
         ranges_dir = ranges_root / announced.etag
         try:
             fetch_test_members(ranges_dir, revision, token, force, announced=announced)
