@@ -244,7 +244,7 @@ def export(args: argparse.Namespace) -> int:
     if args.demo:
         args.archive = write_demo_archive(export_dir / "raw" / ARCHIVE_NAME, args.force)
     archive_path = archive_for(args)
-    ranges_dir = archive_path.with_name(RANGES_NAME)
+    ranges_dir = export_dir / "raw" / RANGES_NAME  # never beside an --archive elsewhere: that folder is the user's
     source_path = ranges_dir if args.test_members_only and not archive_path.is_file() else archive_path
     if not args.force and source_path.exists() and export_is_current(state, source_path, export_dir, args.parquet):
         print_summary(state, export_dir, source_path, written=0)

@@ -150,6 +150,20 @@ def test_interrupted_export_says_one_line_and_the_next_run_verifies(tmp_path, me
     assert run_exporter("--archive", str(archive_path), "--datadir", str(tmp_path / "h2t"), "--verify").returncode == 0
 
 
+def test_a_ctrl_c_while_writing_claims_no_download_kept(tmp_path, medium_archive):
+    """Pieces an earlier --test-members-only fetched lie in raw/, but a plain export resumes nothing from them."""
+    archive_path, _ = medium_archive
+    ranges_dir = tmp_path / "h2t" / "emotiontalk" / "raw" / "Audio.tar.ranges"
+    ranges_dir.mkdir(parents=True)
+    (ranges_dir / "0000000000000-0000001000000").write_bytes(bytes(1_000_000))
+    process = start_export_and_wait(archive_path, tmp_path / "h2t", until_wavs=20)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate()
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "export_jsonl.py: interrupted; nothing was left half-written; run the same command again to finish")
+
+
 def test_a_signal_inside_soundfile_waits_until_it_returns(monkeypatch, capfd, test_utterances):
     """soundfile reads through C callbacks, which would report an exception raised in them as unraisable (a
     traceback on stderr) and swallow it."""

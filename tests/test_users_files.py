@@ -206,3 +206,18 @@ def test_with_the_hub_out_of_reach_the_cached_archive_is_exported_and_said_so(tm
     [line] = [line for line in result.stderr.splitlines() if "was not reached" in line]
     assert "Hugging Face cache's copy" in line and "a newer upload of BAAI/Emotiontalk/Audio.tar could not be checked for" in line
     assert_exported(tmp_path / "h2t" / "emotiontalk", hub.utterances)
+
+
+def test_a_folder_beside_an_archive_given_by_path_is_left_alone(tmp_path, small_archive):
+    """An export from --archive removes the ranges an earlier --test-members-only fetched into its own raw/, and
+    nothing beside the user's archive, whatever its name."""
+    data_dir, utterances = small_archive
+    (data_dir / "Audio.tar.ranges").mkdir()
+    (data_dir / "Audio.tar.ranges" / "notes.txt").write_text("the user's")
+    own_ranges = tmp_path / "h2t" / "emotiontalk" / "raw" / "Audio.tar.ranges"
+    own_ranges.mkdir(parents=True)
+    (own_ranges / "0000000000000-0000000000512").write_bytes(bytes(512))
+    assert export_jsonl.main(["--archive", str(data_dir / "Audio.tar"), "--datadir", str(tmp_path / "h2t")]) == 0
+    assert (data_dir / "Audio.tar.ranges" / "notes.txt").read_text() == "the user's"
+    assert not own_ranges.exists()
+    assert_exported(tmp_path / "h2t" / "emotiontalk", utterances)
