@@ -346,6 +346,7 @@ def write_split(args: argparse.Namespace, export_dir: Path, info, row_count: int
 
     audio_dir = export_dir / AUDIO_DIR
     make_folder(audio_dir)
+    written_before = read_state(export_dir).get("wav_sizes", {})
     emotion_names = info.features["emotion"].names
     manifest_lines, wav_sizes, wav_sha256, written = [], {}, {}, 0
     summary = {"emotion": collections.Counter(), "group": collections.Counter(), "seconds": 0.0}
@@ -376,10 +377,7 @@ def write_split(args: argparse.Namespace, export_dir: Path, info, row_count: int
         parquet_sizes = parquet.finish(card) if args.parquet else None
     manifest = "".join(manifest_lines).encode("utf-8")
     write_atomically(export_dir / MANIFEST_NAME, manifest)
-    # Only now that the new manifest is in place may WAVs it does not name go.
-    for leftover in audio_dir.iterdir():
-        if leftover.name not in wav_sizes and (leftover.suffix == ".wav" or leftover.name.endswith(".tmp")):
-            leftover.unlink()
+    remove_wavs_no_longer_named(audio_dir, wav_sizes, written_before, args.force)
     state = {
         "code": code_fingerprint(),
         "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
@@ -391,6 +389,23 @@ def write_split(args: argparse.Namespace, export_dir: Path, info, row_count: int
         "revision": None if args.demo or args.archive is not None else args.revision,
     }
     return state, written
+
+
+def remove_wavs_no_longer_named(audio_dir: Path, named: dict[str, int], written_before: dict[str, int], force: bool) -> None:
+    """Once the new manifest is in place: the WAVs it does not name that an earlier export wrote go, and the
+    temporaries of a run that was killed. Others are the user's, named and left as they are, unless `force`."""
+    kept = []
+    for leftover in sorted(audio_dir.iterdir()):
+        if leftover.name in named:
+            continue
+        if leftover.name.endswith(".tmp") or (leftover.suffix == ".wav" and (force or leftover.name in written_before)):
+            leftover.unlink()
+        elif leftover.suffix == ".wav":
+            kept.append(leftover)
+    if kept:
+        print(f"export_jsonl.py: {counted(len(kept), 'WAV')} not in the manifest, which no export wrote ({kept[0]}"
+              f"{', …' * (len(kept) > 1)}), left as they are; H2T reads only what the manifest names, and --force "
+              f"removes them", file=sys.stderr)
 
 
 def verify(args: argparse.Namespace) -> int:

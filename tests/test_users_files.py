@@ -221,3 +221,19 @@ def test_a_folder_beside_an_archive_given_by_path_is_left_alone(tmp_path, small_
     assert (data_dir / "Audio.tar.ranges" / "notes.txt").read_text() == "the user's"
     assert not own_ranges.exists()
     assert_exported(tmp_path / "h2t" / "emotiontalk", utterances)
+
+
+def test_a_wav_of_the_users_beside_the_export_is_kept_unless_forced(tmp_path, small_archive):
+    data_dir, utterances = small_archive
+    args = ["--archive", str(data_dir / "Audio.tar"), "--datadir", str(tmp_path)]
+    audio_dir = tmp_path / "emotiontalk" / "audio" / "zh"
+    audio_dir.mkdir(parents=True)
+    (audio_dir / "mine.wav").write_bytes(b"RIFF of the user's")
+    result = run_exporter(*args)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == (f"export_jsonl.py: 1 WAV not in the manifest, which no export wrote ({audio_dir / 'mine.wav'}), "
+                                     f"left as they are; H2T reads only what the manifest names, and --force removes them")
+    assert (audio_dir / "mine.wav").read_bytes() == b"RIFF of the user's"
+    assert run_exporter(*args, "--force").returncode == 0
+    assert not (audio_dir / "mine.wav").exists()
+    assert_exported(tmp_path / "emotiontalk", utterances)
