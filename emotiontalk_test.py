@@ -30,7 +30,7 @@ import huggingface_hub
 from datasets.utils import tqdm
 
 from .h2t_manifest import H2T_MANIFEST_SHA256, manifest_line
-from .hub_archive import ARCHIVE_NAME, HOMEPAGE, LOCAL_COPY_HINT, REPO_ID, SHA256_HEX, ArchiveError, HubUnreachable, archive_url, download_archive, hub_file_metadata, offline_message, raise_hub_error, unreached_line
+from .hub_archive import ARCHIVE_NAME, HOMEPAGE, LOCAL_COPY_HINT, REPO_ID, SHA256_HEX, ArchiveError, archive_url, download_archive, hub_answer, hub_file_metadata, offline_message, raise_hub_error, unreached_line
 from .ranged_tar import FetchedRanges, RangeFiles, RangeReader, Selection, Unproven, checked_member_name, fetch_in_memory, fetch_ranges
 
 _CITATION = """\
@@ -135,22 +135,20 @@ class EmotionTalkTest(datasets.GeneratorBasedBuilder):
         """The test split's ranges of Audio.tar, fetched into the download cache and proven whole; else, or with
         `test_members_only=False`, the whole archive in the Hugging Face cache."""
         force = dl_manager.download_config.force_download
+        answer = hub_answer(revision, token)  # asked once: out of reach, each question costs the client's retries
         if self.config.test_members_only:
             cache_dir = dl_manager.download_config.cache_dir or datasets.config.DOWNLOADED_DATASETS_PATH
-            ranges_dir = self._test_members(Path(cache_dir) / _RANGES_FOLDER, revision, token, force)
+            ranges_dir = self._test_members(Path(cache_dir) / _RANGES_FOLDER, revision, token, force, answer)
             if ranges_dir is not None:
                 return {"ranges_dir": str(ranges_dir)}
-        return {"archive_path": download_archive(revision, token, force)}
+        return {"archive_path": download_archive(revision, token, force, answer)}
 
-    def _test_members(self, ranges_root: Path, revision: str, token: Optional[str], force: bool) -> Optional[Path]:
+    def _test_members(self, ranges_root: Path, revision: str, token: Optional[str], force: bool, answer) -> Optional[Path]:
         """The folder of `revision`'s test ranges under `ranges_root`, fetched (or kept from an earlier build) and
         proven whole; None where they are not, for the whole archive to serve. Offline, or with the Hub out of
-        reach, those an earlier build fetched and proved for `revision` serve as they are."""
-        unreached = False
-        try:
-            announced = None if huggingface_hub.constants.HF_HUB_OFFLINE else hub_file_metadata(revision, token)
-        except HubUnreachable:  # then as offline; download_archive says so, where the whole archive serves
-            announced, unreached = None, True
+        reach (`answer`, hub_answer's), those an earlier build fetched and proved for `revision` serve as they are;
+        where the whole archive serves instead, download_archive says that the Hub was not reached."""
+        announced, unreached = answer
         if announced is None:
             ranges_dir = None if force else revision_ranges(ranges_root, revision)
             try:

@@ -103,22 +103,37 @@ def rate_limit_wait(error: Exception) -> Optional[int]:
     return int(reset.group(1)) if reset else 10
 
 
-def download_archive(revision: str = "main", token: Optional[str] = None, force_download: bool = False) -> str:
+def hub_answer(
+    revision: str, token: Optional[str], local_copy_hint: str = LOCAL_COPY_HINT
+) -> Tuple[Optional[huggingface_hub.HfFileMetadata], Optional[HubUnreachable]]:
+    """What the Hub announces for Audio.tar, and None; or, where it does not answer, None and why; offline, neither.
+    Asked once: where the Hub is out of reach, each question costs the HTTP client's retries (some 20 s with 0.36)."""
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        return None, None
+    try:
+        return hub_file_metadata(revision, token, local_copy_hint), None
+    except HubUnreachable as error:
+        return None, error
+
+
+def download_archive(
+    revision: str = "main",
+    token: Optional[str] = None,
+    force_download: bool = False,
+    answer: Optional[Tuple[Optional[huggingface_hub.HfFileMetadata], Optional[HubUnreachable]]] = None,
+) -> str:
     """Audio.tar in the Hugging Face cache, downloaded first if need be (anew with `force_download`), checked
-    against the size and sha256 that the Hub announces. The cache is the user's: a copy that fails the check is
-    named, never deleted."""
-    expected, unreached = None, None
+    against the size and sha256 that the Hub announces (`answer`: the hub_answer a caller had already). The cache is
+    the user's: a copy that fails the check is named, never deleted. With the Hub out of reach, the cache's copy
+    serves, and one line says so."""
     if huggingface_hub.constants.HF_HUB_OFFLINE and force_download:
         raise ArchiveError(f'HF_HUB_OFFLINE is set, and download_mode="force_redownload" asks to download {REPO_ID}/'
                            f"{ARCHIVE_NAME} anew; unset HF_HUB_OFFLINE, or load without force_redownload")
-    if not huggingface_hub.constants.HF_HUB_OFFLINE:
-        try:
-            expected = hub_file_metadata(revision, token)
-        except HubUnreachable as error:  # hf_hub_download then gives the cache's copy, if it has one
-            unreached = error
+    expected, unreached = answer or hub_answer(revision, token)
     try:
         archive_path = huggingface_hub.hf_hub_download(
-            REPO_ID, ARCHIVE_NAME, repo_type="dataset", revision=revision, token=token, force_download=force_download
+            REPO_ID, ARCHIVE_NAME, repo_type="dataset", revision=revision, token=token, force_download=force_download,
+            local_files_only=unreached is not None,
         )
     except Exception as error:
         if unreached is not None:

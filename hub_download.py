@@ -53,12 +53,7 @@ def fetch_archive(archive_path: str, revision: str = "main", token: str | None =
     and left as it is, unless `force`. Offline, or where the Hub does not answer, it is taken as it is, checked
     against `recorded` (the size and sha256 an earlier export recorded for it) if given. A copy in the Hugging Face
     cache is hashed and linked (proven_cached_archive), and never changed."""
-    expected, unreached = None, None
-    if not huggingface_hub.constants.HF_HUB_OFFLINE:
-        try:
-            expected = hub_archive.hub_file_metadata(revision, token, LOCAL_COPY_HINT)
-        except hub_archive.HubUnreachable as error:
-            unreached = error
+    expected, unreached = hub_archive.hub_answer(revision, token, LOCAL_COPY_HINT)
     raw_dir = os.path.dirname(archive_path)
     partial_path = os.path.join(raw_dir, PARTIAL_NAME)
     unverified_path = os.path.join(raw_dir, UNVERIFIED_DIR, ARCHIVE_NAME)
