@@ -32,6 +32,7 @@ sys.path[:0] = [str(PROJECT_DIR), str(PROJECT_DIR / "tests")]
 import pytest  # noqa: E402
 
 import synthetic_archive  # noqa: E402
+from stand_in_hub import StandInHub  # noqa: E402
 
 BUILDER_SCRIPT = str(PROJECT_DIR / "emotiontalk_test.py")
 
@@ -83,6 +84,15 @@ def small_archive(tmp_path):
     data_dir.mkdir()
     utterances = synthetic_archive.write_small_archive(data_dir / "Audio.tar")
     return data_dir, utterances
+
+
+@pytest.fixture
+def hub(small_archive):
+    """The stand-in Hub serving `small_archive`, its utterances as `hub.utterances`."""
+    data_dir, utterances = small_archive
+    with StandInHub(data_dir / "Audio.tar") as stand_in:
+        stand_in.utterances = utterances
+        yield stand_in
 
 
 @pytest.fixture

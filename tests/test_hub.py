@@ -37,14 +37,6 @@ print(json.dumps(rows))
 
 
 @pytest.fixture
-def hub(small_archive):
-    data_dir, utterances = small_archive
-    with StandInHub(data_dir / "Audio.tar") as stand_in:
-        stand_in.utterances = utterances
-        yield stand_in
-
-
-@pytest.fixture
 def redirecting_hub(hub):
     """The stand-in as the Hub answers for a file in storage: `resolve` redirects to a signed URL on another host."""
     hub.redirect = True

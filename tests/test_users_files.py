@@ -14,7 +14,7 @@ import export_jsonl
 import synthetic_archive
 from stand_in_hub import COMMIT
 from test_export import EXPORTER, assert_exported, assert_one_line_error, repair_line, run_exporter
-from test_hub import export_from_hub, hub, hub_env, load_from_hub  # noqa: F401 - hub is a fixture
+from test_hub import export_from_hub, hub_env, load_from_hub
 
 
 def snapshot(folder):
