@@ -359,20 +359,26 @@ def test_streaming_offline_says_it_needs_the_hub(tmp_path, hub):
             "streaming=True (which works offline once the archive is downloaded), or pass a local copy as data_dir=") in result.stderr
 
 
+def ctrl_c_once(tmp_path, hub, ready, **env_options):
+    """The exporter against `hub`, sent SIGINT once `ready()` holds (or after a minute); its exit status and stderr."""
+    process = subprocess.Popen([sys.executable, EXPORTER, "--datadir", str(tmp_path / "h2t")], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, env=hub_env(tmp_path, hub.url, **env_options))
+    deadline = time.monotonic() + 60
+    while not ready() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stderr = process.communicate(timeout=60)[1]
+    return process.returncode, stderr
+
+
 def test_ctrl_c_during_a_download_says_what_is_kept_and_the_next_run_resumes(tmp_path, large_archive):
     archive_path, corpus = large_archive
     partial = tmp_path / "h2t" / "emotiontalk" / "raw" / ".Audio.tar.incomplete"
     with StandInHub(archive_path, rate_limit=4e6) as hub:
-        process = subprocess.Popen([sys.executable, EXPORTER, "--datadir", str(tmp_path / "h2t")], stderr=subprocess.PIPE, text=True,
-                                   env=hub_env(tmp_path, hub.url, HF_HUB_DISABLE_XET="1"))
-        deadline = time.monotonic() + 60
         # 9.5 MB sent, less than huggingface_hub's chunk of 10 MiB: what was received must be kept all the same
         # (all but what socket buffers still hold, a few MB at most).
-        while hub.bytes_sent < 9_500_000 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
-        stderr = process.communicate(timeout=60)[1]
-        assert process.returncode == 130, stderr
+        status, stderr = ctrl_c_once(tmp_path, hub, lambda: hub.bytes_sent >= 9_500_000, HF_HUB_DISABLE_XET="1")
+        assert status == 130, stderr
         kept = partial.stat().st_size
         assert kept > 1_000_000
         assert stderr.strip().splitlines()[-1] == (
@@ -569,12 +575,7 @@ def test_the_ctrl_c_line_counts_only_the_download_it_resumes(tmp_path, large_arc
     (raw_dir / "Audio.tar.ranges" / "0000000000000-0000003000000").write_bytes(bytes(3_000_000))
     partial = raw_dir / ".Audio.tar.incomplete"
     with StandInHub(archive_path, rate_limit=4e6) as hub:
-        process = subprocess.Popen([sys.executable, EXPORTER, "--datadir", str(tmp_path / "h2t")], stderr=subprocess.PIPE, text=True,
-                                   env=hub_env(tmp_path, hub.url, HF_HUB_DISABLE_XET="1"))
-        deadline = time.monotonic() + 60
-        while not (partial.is_file() and partial.stat().st_size > 2_000_000) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
-        stderr = process.communicate(timeout=60)[1]
-    assert process.returncode == 130, stderr
+        status, stderr = ctrl_c_once(tmp_path, hub, lambda: partial.is_file() and partial.stat().st_size > 2_000_000,
+                                     HF_HUB_DISABLE_XET="1")
+    assert status == 130, stderr
     assert f"what was downloaded so far ({partial.stat().st_size / 1e6:.1f} MB) is kept" in stderr.strip().splitlines()[-1]

@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import signal
 import subprocess
 import sys
 import tarfile
@@ -14,7 +13,7 @@ import export_jsonl
 from conftest import PROJECT_DIR
 from stand_in_hub import StandInHub
 from test_export import EXPORTER, assert_exported, assert_one_line_error
-from test_hub import REFUSALS, expected_rows, export_from_hub, hub_env, load_from_hub, reads_beyond_the_export
+from test_hub import REFUSALS, ctrl_c_once, expected_rows, export_from_hub, hub_env, load_from_hub, reads_beyond_the_export
 
 CHUNKS_PER_XORB = 16  # xorbs of 1 MiB: the 31 MB archive spans 30 of them
 
@@ -296,14 +295,8 @@ def test_ctrl_c_during_a_xet_download_keeps_what_it_wrote_and_the_next_run_resum
     archive_path, corpus = large_archive
     partial = export_dir(tmp_path) / "raw" / ".Audio.tar.incomplete"
     with StandInHub(archive_path, xet=True, chunks_per_xorb=CHUNKS_PER_XORB, rate_limit=4e6) as hub:
-        process = subprocess.Popen([sys.executable, EXPORTER, "--datadir", str(tmp_path / "h2t")], env=hub_env(tmp_path, hub.url),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        while not (partial.is_file() and partial.stat().st_size > 4_000_000) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
-        stderr = process.communicate(timeout=60)[1]
-        assert process.returncode == 130, stderr
+        status, stderr = ctrl_c_once(tmp_path, hub, lambda: partial.is_file() and partial.stat().st_size > 4_000_000)
+        assert status == 130, stderr
         kept = partial.stat().st_size
         assert kept > 4_000_000 and partial.read_bytes() == hub.content[:kept]
         assert stderr.strip().splitlines()[-1] == (
