@@ -427,7 +427,7 @@ def verify(args: argparse.Namespace) -> int:
     state = read_state(export_dir)
     archive_problem = archive_differs_from_record(archive_path, state)
     if archive_problem is not None:
-        return report_a_changed_archive(export_dir, archive_path, archive_problem)
+        return report_a_changed_archive(export_dir, archive_path, state, archive_problem)
     recorded_sha256 = state.get("wav_sha256", {}) if state.get("archive", [None])[0] == str(archive_path) else {}
     problems, expected_lines, expected_wavs = [], [], set()
     # A missing file, or a manifest that is not the one recorded, makes the export stale, and a plain run of the
@@ -439,9 +439,9 @@ def verify(args: argparse.Namespace) -> int:
         shard_check = parquet_copy.ShardCheck(parquet_dir, info.features) if parquet_dir.is_dir() else None
         for row in rows:
             wav_path = audio_dir / f"{row['sample_id']}.wav"
-            member_sha256 = hashlib.sha256(row["audio"]["bytes"]).hexdigest()
-            if recorded_sha256.get(wav_path.name, member_sha256) != member_sha256:
-                return report_a_changed_archive(export_dir, archive_path, f"member {row['file_path']} is not the one the export "
+            recorded = recorded_sha256.get(wav_path.name)  # hashed only where there is a record to compare with
+            if recorded is not None and hashlib.sha256(row["audio"]["bytes"]).hexdigest() != recorded:
+                return report_a_changed_archive(export_dir, archive_path, state, f"member {row['file_path']} is not the one the export "
                                                 f"was made from (its sha256 differs from the one recorded for {wav_path.name})")
             if shard_check is not None:
                 shard_check.compare(row)
@@ -496,13 +496,12 @@ def archive_differs_from_record(archive_path: Path, state: dict) -> str | None:
                                        record="the export recorded for the archive it was made from")
 
 
-def report_a_changed_archive(export_dir: Path, archive_path: Path, problem: str) -> int:
+def report_a_changed_archive(export_dir: Path, archive_path: Path, state: dict, problem: str) -> int:
     """--verify's report when its reference is what changed: the archive is named, not the WAVs, and the repair
     gets a good archive first."""
     print(f"{archive_path}: {problem}")
     print(f"verified nothing in {export_dir}: the archive to verify against is not the one the export was made from")
     repair = repair_command(export_dir, archive_path, force=True)
-    state = read_state(export_dir)
     if archive_path.is_file() and not state.get("demo") and recorded_revision(state) is None:  # the user's own copy
         repair = f"replace {archive_path} with a good copy of {ARCHIVE_NAME}, then run {repair}"
     print(f"to repair: {repair}")
