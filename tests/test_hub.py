@@ -364,7 +364,7 @@ def ctrl_c_once(tmp_path, hub, ready, **env_options):
     process = subprocess.Popen([sys.executable, EXPORTER, "--datadir", str(tmp_path / "h2t")], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True, env=hub_env(tmp_path, hub.url, **env_options))
     deadline = time.monotonic() + 60
-    while not ready() and time.monotonic() < deadline:
+    while not ready() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     stderr = process.communicate(timeout=60)[1]

@@ -294,7 +294,8 @@ def test_a_damaged_archive_that_load_dataset_fetched_over_xet_is_named_and_left_
 def test_ctrl_c_during_a_xet_download_keeps_what_it_wrote_and_the_next_run_resumes_over_ranges(tmp_path, large_archive):
     archive_path, corpus = large_archive
     partial = export_dir(tmp_path) / "raw" / ".Audio.tar.incomplete"
-    with StandInHub(archive_path, xet=True, chunks_per_xorb=CHUNKS_PER_XORB, rate_limit=4e6) as hub:
+    # 1 MB/s a connection: hf_xet's parallel connections still take seconds, a window wide enough on a loaded machine.
+    with StandInHub(archive_path, xet=True, chunks_per_xorb=CHUNKS_PER_XORB, rate_limit=1e6) as hub:
         status, stderr = ctrl_c_once(tmp_path, hub, lambda: partial.is_file() and partial.stat().st_size > 4_000_000)
         assert status == 130, stderr
         kept = partial.stat().st_size
