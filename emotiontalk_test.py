@@ -4,12 +4,15 @@ A Hugging Face `datasets` loading script (needs `datasets` 3.6; later releases d
 It reads `Audio.tar` of the gated Hub dataset BAAI/Emotiontalk, or a local copy given as `data_dir` (the file, or
 the folder that holds it), and yields the utterances of speaker groups G00003 and G00015, ordered by `sample_id`.
 
-From the Hub it fetches only the byte ranges of the archive that hold the test split (ranged_tar.py finds them),
-into the `datasets` download cache, and builds from them once they prove to be the whole split: every test
-annotation's WAV is there, and the split gives H2T's published manifest (h2t_manifest.py). Where they do not, one
-warning says why and the whole archive is downloaded. Offline, or with the Hub out of reach, the ranges an earlier
-build of the revision proved serve, else the whole archive in the Hugging Face cache. `test_members_only=False`
-downloads the whole archive.
+From the Hub it fetches only the byte ranges of the archive that hold the test split (ranged_tar.py finds them):
+first the annotations, which must give H2T's published manifest (h2t_manifest.py) before the first row, then the
+test WAVs, each row yielded as soon as its WAV is whole (`arriving_rows`). A build keeps the ranges in the
+`datasets` download cache, where a build cut off finds them; a stream holds a few pieces in memory. Where the ranges
+are not proven the whole split, one warning says why and the whole archive serves instead; where a test WAV turns
+out to be missing from them, after rows were yielded, a build starts again from the whole archive with one warning,
+and a stream fails with one line. Offline, or with the Hub out of reach, the ranges an earlier build of the
+revision proved serve, else the whole archive in the Hugging Face cache. `test_members_only=False` downloads the
+whole archive.
 The modules beside it are imported relatively, so that `datasets` copies them into its module cache with it.
 """
 
@@ -31,7 +34,7 @@ from datasets.utils import tqdm
 
 from .h2t_manifest import H2T_MANIFEST_SHA256, manifest_line
 from .hub_archive import ARCHIVE_NAME, HOMEPAGE, LOCAL_COPY_HINT, REPO_ID, SHA256_HEX, ArchiveError, archive_url, download_archive, hub_answer, hub_file_metadata, offline_message, raise_hub_error, unreached_line
-from .ranged_tar import FetchedRanges, RangeFiles, RangeReader, Selection, Unproven, checked_member_name, fetch_in_memory, fetch_ranges
+from .ranged_tar import ArchiveLayout, ArrivingMembers, FetchedRanges, RangeFiles, RangeReader, Selection, Unproven, checked_member_name, fetch_ranges, planned
 
 _CITATION = """\
 @article{sun2025emotiontalk,
@@ -76,6 +79,25 @@ class EmotionTalkConfig(datasets.BuilderConfig):
     test_members_only: bool = True
     expected_manifest_sha256: str = H2T_MANIFEST_SHA256
     archive_fingerprint: Optional[str] = None
+
+
+@dataclasses.dataclass
+class _HubArchive:
+    """Audio.tar on the Hub, as a build or a stream reaches it: `announced`, what the Hub answered (None where it
+    was offline, or out of reach: `unreached`); for a build, `force` to fetch anew, and `ranges_dir`, where the
+    test ranges are kept, in `ranges_root`."""
+
+    revision: str
+    token: Optional[str]
+    announced: Optional[huggingface_hub.HfFileMetadata]
+    unreached: bool = False
+    force: bool = False
+    ranges_root: Optional[Path] = None
+    ranges_dir: Optional[Path] = None
+
+
+class UnprovenLate(Unproven):
+    """Found after rows were yielded: the fetched ranges are not the whole split after all."""
 
 
 @dataclasses.dataclass
@@ -125,73 +147,65 @@ class EmotionTalkTest(datasets.GeneratorBasedBuilder):
                     f"streaming reads {REPO_ID}/{ARCHIVE_NAME} from the Hub, and HF_HUB_OFFLINE is set; load without "
                     f"streaming=True (which works offline once the archive is downloaded), or {LOCAL_COPY_HINT}"
                 )
-            hub_file_metadata(revision, token)  # a Hub that refuses says so now, not at the first row
-            source = {"hub_revision": revision, "token": token} if self.config.test_members_only else {"archive_path": hub_path(revision)}
+            announced = hub_file_metadata(revision, token)  # a Hub that refuses says so now, not at the first row
+            source = {"hub": _HubArchive(revision, token, announced)} if self.config.test_members_only else {"archive_path": hub_path(revision)}
         else:
             source = self._downloaded(dl_manager, revision, token)
         return [datasets.SplitGenerator(name=datasets.Split.TEST, gen_kwargs=source)]
 
     def _downloaded(self, dl_manager, revision: str, token: Optional[str]) -> dict:
-        """The test split's ranges of Audio.tar, fetched into the download cache and proven whole; else, or with
-        `test_members_only=False`, the whole archive in the Hugging Face cache."""
+        """The test split's ranges of Audio.tar, to fetch into the download cache (or kept there by an earlier
+        build) as the split is built; or, with `test_members_only=False`, the whole archive in the Hugging Face
+        cache. Offline, or with the Hub out of reach, the ranges that an earlier build of `revision` proved, if
+        there are any: else the whole archive, which download_archive says the Hub was not reached for."""
         force = dl_manager.download_config.force_download
         answer = hub_answer(revision, token)  # asked once: out of reach, each question costs the client's retries
+        announced, unreached = answer
         if self.config.test_members_only:
-            cache_dir = dl_manager.download_config.cache_dir or datasets.config.DOWNLOADED_DATASETS_PATH
-            ranges_dir = self._test_members(Path(cache_dir) / _RANGES_FOLDER, revision, token, force, answer)
+            ranges_root = Path(dl_manager.download_config.cache_dir or datasets.config.DOWNLOADED_DATASETS_PATH) / _RANGES_FOLDER
+            hub = _HubArchive(revision, token, announced, unreached, force, ranges_root)
+            if announced is not None:
+                return {"hub": dataclasses.replace(hub, ranges_dir=ranges_root / announced.etag)}
+            ranges_dir = None if force else revision_ranges(ranges_root, revision)
             if ranges_dir is not None:
-                return {"ranges_dir": str(ranges_dir)}
+                if unreached:
+                    logger.warning(unreached_line(f"building from the test ranges of {ARCHIVE_NAME} that an earlier build of "
+                                                  f"revision {revision!r} fetched and proved"))
+                return {"hub": dataclasses.replace(hub, ranges_dir=ranges_dir)}
         return {"archive_path": download_archive(revision, token, force, answer)}
 
-    def _test_members(self, ranges_root: Path, revision: str, token: Optional[str], force: bool, answer) -> Optional[Path]:
-        """The folder of `revision`'s test ranges under `ranges_root`, fetched (or kept from an earlier build) and
-        proven whole; None where they are not, for the whole archive to serve. Offline, or with the Hub out of
-        reach (`answer`, hub_answer's), those an earlier build fetched and proved for `revision` serve as they are;
-        where the whole archive serves instead, download_archive says that the Hub was not reached."""
-        announced, unreached = answer
-        if announced is None:
-            ranges_dir = None if force else revision_ranges(ranges_root, revision)
-            try:
-                if ranges_dir is None:
-                    return None
-                self._prove(ranges_dir)
-            except Unproven:  # an earlier build cut off: the whole archive in the cache may still serve
-                return None
-            if unreached:
-                logger.warning(unreached_line(f"building from the test ranges of {ARCHIVE_NAME} that an earlier build of "
-                                              f"revision {revision!r} fetched and proved"))
-            return ranges_dir
-        ranges_dir = ranges_root / announced.etag
+    def _prepare_split(self, split_generator: datasets.SplitGenerator, **kwargs) -> None:
+        """As datasets prepares it; where the test ranges turn out not to be the whole split, even after rows were
+        written, again from the whole archive, with one warning. Its rows are the first attempt's and more, so it
+        writes over each file of that attempt's."""
+        hub = split_generator.gen_kwargs.get("hub")
         try:
-            fetch_test_members(ranges_dir, revision, token, force, announced=announced)
-            self._prove(ranges_dir)
-        except Unproven as reason:
-            warn_unproven(reason, "downloading")
-            shutil.rmtree(ranges_dir, ignore_errors=True)  # of no use: the whole archive replaces them
-            return None
-        keep_revision_ranges(ranges_root, revision, announced.etag)
-        return ranges_dir
+            return super()._prepare_split(split_generator, **kwargs)
+        except datasets.exceptions.DatasetGenerationError as error:
+            reason = error.__cause__
+            if not isinstance(reason, Unproven) or hub is None:
+                raise
+        warn_unproven(reason, "downloading")
+        if hub.announced is not None:  # of no use: the whole archive replaces them (offline, they are left as they are)
+            shutil.rmtree(hub.ranges_dir, ignore_errors=True)
+        split_generator.gen_kwargs = {"archive_path": download_archive(hub.revision, hub.token, hub.force, (hub.announced, hub.unreached))}
+        return super()._prepare_split(split_generator, **kwargs)
 
-    def _prove(self, ranges_dir: Path) -> None:
-        """Unproven unless the ranges in `ranges_dir` hold the whole split (prove_whole)."""
-        with ranges_split(ranges_dir) as (split, _):
-            prove_whole(split, self.config.expected_manifest_sha256)
-
-    def _generate_examples(self, archive_path: Optional[str] = None, ranges_dir: Optional[str] = None,
-                           hub_revision: Optional[str] = None, token=None):
-        if ranges_dir is not None:
-            with ranges_split(Path(ranges_dir)) as (split, read_audio):
-                yield from split.examples(read_audio)
+    def _generate_examples(self, archive_path: Optional[str] = None, hub: Optional[_HubArchive] = None):
+        if hub is not None and hub.ranges_dir is not None:
+            yield from built_rows(hub, self.config.expected_manifest_sha256)
             return
-        if hub_revision is not None:  # streaming from the Hub: the test members' ranges, mapped now, held in memory
+        if hub is not None:
             try:
-                split, read_audio = streamed_split(hub_revision, token, self.config)
-            except Unproven as reason:
-                warn_unproven(reason, "streaming")
-            else:
-                yield from split.examples(read_audio)
+                yield from streamed_rows(hub, self.config.expected_manifest_sha256)
                 return
-            archive_path = hub_path(hub_revision)
+            except UnprovenLate as reason:
+                raise ArchiveError(f"{REPO_ID}/{ARCHIVE_NAME}: {reason}, found after the rows before it were streamed; load "
+                                   f"without streaming=True, which downloads the whole archive where the test members "
+                                   f"alone are not the whole split") from None
+            except Unproven as reason:  # before the first row
+                warn_unproven(reason, "streaming")
+            archive_path = hub_path(hub.revision)
         # In a streaming pass, `open` in this module is datasets' `xopen`, which reads an hf:// path by HTTP ranges.
         with open(archive_path, "rb") as archive_file:
             split = index_archive(archive_file, archive_path)
@@ -274,8 +288,8 @@ class SplitIndex:
                     f"sample {sample_id}; the archive is inconsistent, download it again"
                 )
             self.annotations[sample_id] = annotation
-        elif name.startswith(_AUDIO_PREFIX) and is_test_path(name[len(_AUDIO_PREFIX):]):
-            self.audio_members[name[len(_AUDIO_PREFIX):]] = location
+        elif test_audio_path(name) is not None:
+            self.audio_members[test_audio_path(name)] = location
 
     def check_not_empty(self) -> None:
         if not self.annotations:
@@ -303,20 +317,24 @@ class SplitIndex:
                     f"{_AUDIO_PREFIX}{annotation.file_path}, which the archive lacks; {sample_id} is left out"
                 )
                 continue
-            yield sample_id, {
-                "sample_id": sample_id,
-                "file_path": annotation.file_path,
-                "audio": {"path": f"{sample_id}.wav", "bytes": read_audio(self.audio_members[annotation.file_path])},
-                "raw_transcription": annotation.transcription,
-                "emotion": annotation.emotion,
-                "speaker_id": annotation.speaker_id,
-                "annotation": annotation.record_json,
-            }
+            yield sample_id, example(sample_id, annotation, read_audio(self.audio_members[annotation.file_path]))
         if missing:
             logger.warning(
                 f"{self.archive_name}: {len(self.annotations) - len(missing)} test utterances built, "
                 f"{len(missing)} left out for missing audio: {', '.join(missing)}"
             )
+
+
+def example(sample_id: str, annotation: _Annotation, audio: bytes) -> dict:
+    return {
+        "sample_id": sample_id,
+        "file_path": annotation.file_path,
+        "audio": {"path": f"{sample_id}.wav", "bytes": audio},
+        "raw_transcription": annotation.transcription,
+        "emotion": annotation.emotion,
+        "speaker_id": annotation.speaker_id,
+        "annotation": annotation.record_json,
+    }
 
 
 def local_archive_path(data_dir: str) -> str:
@@ -396,6 +414,12 @@ def is_test_path(file_path: str) -> bool:
     return file_path.split("/", 1)[0] in _TEST_GROUPS and "/" in file_path
 
 
+def test_audio_path(member_name: str) -> Optional[str]:
+    """The `file_path` of a test WAV that the member is, if it is one."""
+    file_path = member_name[len(_AUDIO_PREFIX):]
+    return file_path if member_name.startswith(_AUDIO_PREFIX) and is_test_path(file_path) else None
+
+
 def parse_annotation(raw_json: bytes, member_name: str, archive_name: str) -> Optional[_Annotation]:
     """The test annotation in a JSON member; None for JSON that is not an annotation or not of the test split."""
     try:
@@ -454,7 +478,7 @@ def member_kind(name: str, data: Optional[bytes]) -> Tuple[str, Optional[str]]:
 
 
 # The test groups' audio and annotations, and every run of annotations: an annotation's group is told by its data only.
-_TEST_MEMBERS = Selection(member_kind, _TEST_GROUPS, ("annotation",))
+_TEST_MEMBERS = Selection(member_kind, _TEST_GROUPS, ("annotation",), later=("audio",))
 
 
 def fetch_test_members(
@@ -470,14 +494,78 @@ def fetch_test_members(
         fetch_ranges(ranges_dir, reader, _TEST_MEMBERS, force)
 
 
-def streamed_split(revision: str, token, config: EmotionTalkConfig) -> Tuple[SplitIndex, Callable[[Tuple[int, int]], bytes]]:
-    """The test split from its ranges of Audio.tar, fetched into memory and proven whole, for a streaming pass; and
-    how to read a member's data from them."""
-    with hub_range_reader(revision, token, kept=False) as reader:
-        files = RangeFiles(fetch_in_memory(reader, _TEST_MEMBERS), f"{REPO_ID}/{ARCHIVE_NAME} as streamed")
-    split = split_of(files)
-    prove_whole(split, config.expected_manifest_sha256)
-    return split, lambda location: files.read(*location)
+def streamed_rows(hub: _HubArchive, expected_sha256: str) -> Iterator[Tuple[str, dict]]:
+    """The test split's rows as its ranges of Audio.tar arrive in memory (arriving_rows), for a streaming pass."""
+    with hub_range_reader(hub.revision, hub.token, kept=False, announced=hub.announced) as reader:
+        plan = ArchiveLayout(reader, _TEST_MEMBERS).ranges_to_fetch()
+        with ArrivingMembers(reader, plan, f"{REPO_ID}/{ARCHIVE_NAME} as streamed") as members:
+            yield from arriving_rows(members, expected_sha256)
+
+
+def built_rows(hub: _HubArchive, expected_sha256: str) -> Iterator[Tuple[str, dict]]:
+    """The test split's rows as its ranges of Audio.tar arrive in `hub.ranges_dir` (arriving_rows), where those an
+    earlier build fetched are read, not fetched again; once they prove the whole split, recorded as the revision's.
+    With the Hub out of reach, the folder's pieces alone."""
+    kept = FetchedRanges(hub.ranges_dir)
+    with contextlib.ExitStack() as stack:
+        if hub.announced is None:
+            reader, plan = None, kept.plan()
+            if plan is None:
+                raise Unproven(f"{hub.ranges_dir} holds no plan of the ranges")
+        else:
+            reader = stack.enter_context(hub_range_reader(hub.revision, hub.token, announced=hub.announced))
+            plan = planned(kept, reader, _TEST_MEMBERS, hub.force)
+        members = stack.enter_context(ArrivingMembers(reader, plan, str(hub.ranges_dir), kept))
+        yield from arriving_rows(members, expected_sha256)
+    if reader is not None:
+        keep_revision_ranges(hub.ranges_root, hub.revision, hub.announced.etag)
+
+
+def arriving_rows(members: ArrivingMembers, expected_sha256: str) -> Iterator[Tuple[str, dict]]:
+    """The test split's rows, ordered by `sample_id`, as the planned pieces arrive. Before the first row, the
+    annotations (in the first ranges) are proven to give the expected manifest (prove_manifest). Then each row comes
+    as soon as its WAV is whole; a WAV that comes before its turn is held until then: in an archive whose WAVs are
+    in name order, none; in one whose WAVs are shuffled, as many as come before the next row's, at worst a whole
+    group's. What shows the ranges not the whole split after all (a test WAV not in them, found at the end; a test
+    annotation among the WAVs) raises UnprovenLate."""
+    split, held = SplitIndex(members.where), {}
+
+    def wanted(name: str) -> bool:
+        return name.endswith(".json") or test_audio_path(name) is not None
+
+    for name, data in members.members(members.first, wanted):
+        if test_audio_path(name) is not None:
+            held[test_audio_path(name)] = data
+        else:
+            split.add(name, None, lambda: data)
+    split.check_not_empty()
+    prove_manifest(split, expected_sha256)
+    samples = sorted(split.annotations.items())
+    file_paths = {annotation.file_path for _, annotation in samples}
+    held = {file_path: data for file_path, data in held.items() if file_path in file_paths}
+    turn = 0
+
+    def due() -> Iterator[Tuple[str, dict]]:
+        """The rows whose WAVs are held, from the one whose turn it is."""
+        nonlocal turn
+        while turn < len(samples) and samples[turn][1].file_path in held:
+            sample_id, annotation = samples[turn]
+            turn += 1
+            yield sample_id, example(sample_id, annotation, held.pop(annotation.file_path))
+
+    yield from due()
+    try:
+        for name, data in members.members(members.later, wanted):
+            if test_audio_path(name) in file_paths:
+                held[test_audio_path(name)] = data
+                yield from due()
+            elif name.endswith(".json") and parse_annotation(data, name, members.where) is not None:
+                raise Unproven(f"test annotation {name} lies among the WAVs, apart from the others")
+    except Unproven as reason:
+        raise UnprovenLate(str(reason)) from None
+    missing = [sample_id for sample_id, annotation in samples[turn:] if annotation.file_path not in held]
+    if missing:
+        raise UnprovenLate(audio_missing(missing))
 
 
 def hub_range_reader(revision: str, token, local_copy_hint: str = LOCAL_COPY_HINT, kept: bool = True,
@@ -508,13 +596,23 @@ def split_of(files: RangeFiles) -> SplitIndex:
 
 def prove_whole(split: SplitIndex, expected_sha256: str) -> None:
     """A split read from part of the archive is the whole split when each of its annotations has its WAV in the
-    fetched ranges and its manifest is the one a full export of the archive gives (by sha256)."""
+    fetched ranges and its manifest is the one a full export of the archive gives (prove_manifest)."""
     without_audio = split.samples_without_audio()
     if without_audio:
-        raise Unproven(f"the WAV of test sample {without_audio[0]} is not in the fetched ranges ({len(without_audio)} such samples)")
+        raise Unproven(audio_missing(without_audio))
+    prove_manifest(split, expected_sha256)
+
+
+def audio_missing(sample_ids: List[str]) -> str:
+    return f"the WAV of test sample {sample_ids[0]} is not in the fetched ranges ({len(sample_ids)} such samples)"
+
+
+def prove_manifest(split: SplitIndex, expected_sha256: str) -> None:
+    """Unproven unless the split's annotations give the manifest a full export of the archive gives (by sha256):
+    then the ranges hold every test annotation, and each with the transcription and emotion of the whole split's."""
     manifest = "".join(manifest_line(sample_id, annotation.transcription, annotation.emotion)
                        for sample_id, annotation in sorted(split.annotations.items())).encode("utf-8")
     sha256 = hashlib.sha256(manifest).hexdigest()
     if sha256 != expected_sha256:
-        raise Unproven(f"the {len(split)} rows found in the fetched ranges give a manifest of sha256 {sha256[:12]}…, "
-                       f"not the expected {expected_sha256[:12]}…")
+        raise Unproven(f"the {len(split.annotations)} annotations found in the fetched ranges give a manifest of sha256 "
+                       f"{sha256[:12]}…, not the expected {expected_sha256[:12]}…")

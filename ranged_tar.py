@@ -22,10 +22,12 @@ caller's (the loading script's `Selection` and proof).
 from __future__ import annotations
 
 import bisect
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
 import io
+import itertools
 import json
 import os
 import shutil
@@ -51,9 +53,12 @@ SCAN_BYTES = 256 << 10  # a probe's first read; members of a few hundred kB are 
 # boundaries between runs there do not add up to much of it, and a fetch there is still in pieces:
 SMALL_GAP = 1 << 20, 512  # a gap between two runs this small is fetched whole rather than probed again
 PIECE_BYTES = 8 << 20, 256  # ranges are fetched and stored in pieces this large
+# A stream's first pieces are smaller, each twice the one before: its first row waits for the first piece alone.
+FIRST_PIECE_BYTES = 256 << 10, 8192
 MAX_PROBES = 2000  # more, and the archive is not laid out in few runs: the whole of it is downloaded instead
 MAX_SHARE = 0.5  # a plan to fetch more than this share of the archive is not worth its probes
 CONNECTIONS = 8  # parallel requests, as hf_xet makes them
+AHEAD = CONNECTIONS + 2  # pieces fetched, or being fetched, ahead of the one the reader waits for
 
 
 class Unproven(Exception):
@@ -70,6 +75,33 @@ class Selection:
     classify: Callable[[str, bytes | None], tuple[str, str | None]]
     groups: tuple[str, ...]
     everywhere: tuple[str, ...]
+    later: tuple[str, ...] = ()  # the kinds whose runs are read after the rest, as a stream (Plan)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The ranges to fetch, each beginning with a member's header: `later`, the runs of the Selection's `later`
+    kinds, and `first`, the rest, which is read before them (a caller proves from it what it will read)."""
+
+    first: list[tuple[int, int]]
+    later: list[tuple[int, int]]
+
+    @property
+    def ranges(self) -> list[tuple[int, int]]:
+        return merge(self.first + self.later)
+
+    def pieces(self, archive_size: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """The first ranges and the later ones cut into pieces, each fetched by a request of its own, of PIECE_BYTES
+        at most: the first ranges in pieces that keep every connection busy, the later ones in pieces that begin at
+        FIRST_PIECE_BYTES and double."""
+        piece_bytes = scaled(PIECE_BYTES, archive_size)
+        share = -(-sum(end - start for start, end in self.first) // CONNECTIONS // BLOCK) * BLOCK
+        first_piece = scaled(FIRST_PIECE_BYTES, archive_size)
+        return (cut(self.first, itertools.repeat(max(BLOCK, min(piece_bytes, share)))),
+                cut(self.later, (min(piece_bytes, first_piece << doubling) for doubling in itertools.count())))
+
+    def as_json(self) -> dict:
+        return {"first": self.first, "later": self.later}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +126,13 @@ def fetch_ranges(ranges_dir: Path, reader: RangeReader, selection: Selection, fo
     plan of an earlier run, which a run cut off while fetching takes up without probing again. Raises Unproven
     where the layout does not show them in few ranges."""
     ranges = FetchedRanges(ranges_dir)
+    ranges.fetch(reader, planned(ranges, reader, selection, force).ranges)
+
+
+def planned(ranges: FetchedRanges, reader: RangeReader, selection: Selection, force: bool = False) -> Plan:
+    """The plan of the ranges that hold the selected members: an earlier run's, kept in `ranges` with the pieces it
+    fetched of the same upload (none with `force`), else the probes' (going on from what those of a run cut off
+    found), kept there at once."""
     ranges.prepare({"sha256": reader.announced.etag, "size": reader.size}, force)
     plan = ranges.plan()
     if plan is None:
@@ -103,26 +142,24 @@ def fetch_ranges(ranges_dir: Path, reader: RangeReader, selection: Selection, fo
         except BaseException:  # a Ctrl-C or a lost connection while probing: the next run goes on from what was found
             ranges.keep_json(PROBED_NAME, layout.found())
             raise
-        ranges.keep_json(PLAN_NAME, plan)
-        (ranges_dir / PROBED_NAME).unlink(missing_ok=True)
-    ranges.fetch(reader, plan)
-
-
-def fetch_in_memory(reader: RangeReader, selection: Selection) -> list[tuple[int, int, bytes]]:
-    """The pieces that hold the selected members, fetched as fetch_ranges fetches them, but into memory: for a
-    streaming pass, which writes nothing to disk. Raises Unproven as fetch_ranges does."""
-    pieces = in_pieces(ArchiveLayout(reader, selection).ranges_to_fetch(), reader.size)
-    with tqdm(total=sum(end - start for start, end in pieces), unit="B", unit_scale=True,
-              desc=f"Fetching parts of {reader.name}", leave=False) as progress:
-        fetched = reader.map(lambda piece: (*piece, reader.read(*piece, progress=progress)), pieces)
-        progress.leave = True
-    return fetched
+        ranges.keep_json(PLAN_NAME, plan.as_json())
+        (ranges.folder / PROBED_NAME).unlink(missing_ok=True)
+    return plan
 
 
 def in_pieces(ranges: list[tuple[int, int]], archive_size: int) -> list[tuple[int, int]]:
     """The ranges cut into pieces of PIECE_BYTES at most, each fetched by a request of its own."""
-    piece_bytes = scaled(PIECE_BYTES, archive_size)
-    return [(start, min(end, start + piece_bytes)) for begin, end in ranges for start in range(begin, end, piece_bytes)]
+    return cut(ranges, itertools.repeat(scaled(PIECE_BYTES, archive_size)))
+
+
+def cut(ranges: list[tuple[int, int]], sizes: Iterator[int]) -> list[tuple[int, int]]:
+    """The ranges cut into pieces of the `sizes` in turn."""
+    pieces = []
+    for start, end in ranges:
+        while start < end:
+            pieces.append((start, min(end, start + next(sizes))))
+            start = pieces[-1][1]
+    return pieces
 
 
 def checked_member_name(member: tarfile.TarInfo, archive_name: str) -> str:
@@ -218,6 +255,20 @@ class RangeReader:
             raise
         return [future.result() for future in futures]
 
+    def in_order(self, function: Callable, items: list) -> Iterator:
+        """`function` applied to each item on the pool's connections, the results in order as the caller takes them,
+        AHEAD items at most begun beyond the one it waits for. Closed (or failing), it cancels those not begun."""
+        items = iter(items)
+        begun = collections.deque(self.pool.submit(function, item) for item in itertools.islice(items, AHEAD))
+        try:
+            while begun:
+                result = begun.popleft().result()
+                begun.extend(self.pool.submit(function, item) for item in itertools.islice(items, 1))
+                yield result
+        finally:
+            for future in begun:
+                future.cancel()
+
     def read(self, start: int, end: int, into: BinaryIO | None = None, progress: tqdm | None = None) -> bytes | None:
         """Bytes [start, end) of the file; into `into` if given (a file), else returned."""
         target = into or io.BytesIO()
@@ -295,8 +346,9 @@ class ArchiveLayout:
                 "interleaving": {group: sorted(offsets) for group, offsets in self.interleaving.items()},
                 "members_end": self.members_end, "probes": self.probes}
 
-    def ranges_to_fetch(self) -> list[tuple[int, int]]:
-        """Probe until every gap between known members is settled; the ranges to fetch, merged and sorted."""
+    def ranges_to_fetch(self) -> Plan:
+        """Probe until every gap between known members is settled; the ranges to fetch, merged and sorted, and
+        which of them are runs of the Selection's `later` kinds."""
         if not self.known:  # nothing found by an earlier run to go on from
             # The first probe alone: a server that answers a range with the whole archive is found before the others.
             self.probe([(0, min(self.size, PROBE_SPACING))])
@@ -311,7 +363,19 @@ class ArchiveLayout:
         share = sum(end - start for start, end in merged) / self.size
         if share > MAX_SHARE:
             raise Unproven(f"the test members are spread over {share:.0%} of the archive")
-        return merged
+        later = intersect(merged, self.later_runs())
+        return Plan(first=subtract(merged, later), later=later)
+
+    def later_runs(self) -> list[tuple[int, int]]:
+        """Where members of the Selection's `later` kinds lie in runs of their own: such members, and the gaps between
+        two of one run. In an interleaving group, none: its members are read with the rest."""
+        def later(member: Member) -> bool:
+            return member.kind in self.selection.later and not self.interleaved(member.group)
+
+        runs = [(member.offset, member.end) for member in self.known.values() if later(member)]
+        runs += [(before.end, after.offset) for before, after in self.gaps()
+                 if later(before) and later(after) and self.same_run(before, after)]
+        return merge(runs, self.past_folders)
 
     def gaps(self) -> list[tuple[Member, Member]]:
         """Consecutive known members with unknown bytes between them, from the archive's start to its members' end."""
@@ -455,10 +519,12 @@ class FetchedRanges:
             temporary.unlink()
         self.keep_json(ANNOUNCED_NAME, announced)
 
-    def plan(self) -> list[tuple[int, int]] | None:
+    def plan(self) -> Plan | None:
         """The ranges an earlier run settled for this upload, if it got that far."""
         plan = self.read_json(PLAN_NAME)
-        return None if plan is None else [(start, end) for start, end in plan]
+        if not isinstance(plan, dict):  # none, or written by an earlier version, which the probes replace
+            return None
+        return Plan(*([(start, end) for start, end in plan[part]] for part in ("first", "later")))
 
     def read_json(self, name: str):
         try:
@@ -493,14 +559,24 @@ class FetchedRanges:
             progress.leave = True
 
     def fetch_piece(self, reader: RangeReader, start: int, end: int, progress: tqdm) -> None:
+        self.keep_piece(start, end, lambda piece: reader.read(start, end, into=piece, progress=progress))
+
+    def keep_piece(self, start: int, end: int, write: Callable[[BinaryIO], object]) -> None:
+        """The piece of bytes [start, end), as `write` writes it into a file, kept under its name once whole."""
         path = self.folder / f"{start:013d}-{end:013d}"
         temporary = path.with_name(f".{path.name}.tmp")
         try:
             with open(temporary, "wb") as piece:
-                reader.read(start, end, into=piece, progress=progress)
+                write(piece)
             os.replace(temporary, path)
         finally:
             temporary.unlink(missing_ok=True)
+
+
+def intersect(ranges: list[tuple[int, int]], others: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of `ranges` that `others` cover (both sorted and disjoint)."""
+    return [(max(start, other_start), min(end, other_end)) for start, end in ranges for other_start, other_end in others
+            if max(start, other_start) < min(end, other_end)]
 
 
 def subtract(ranges: list[tuple[int, int]], held: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -591,3 +667,87 @@ class RegionFile(io.RawIOBase):
         buffer[: len(data)] = data
         self.position += len(data)
         return len(data)
+
+
+class ArrivingMembers:
+    """The members of a plan's ranges, read in archive order while their pieces arrive, AHEAD pieces at most fetched
+    beyond the one being read: into memory, for a stream, which writes nothing; or, with `kept` (a build), read from
+    the pieces that folder holds, and fetched into it where it lacks them, so that a run cut off fetches only the
+    rest. Without a reader (the Hub out of reach), the folder must hold them all. Each piece is read once."""
+
+    def __init__(self, reader: RangeReader | None, plan: Plan, where: str, kept: FetchedRanges | None = None):
+        self.reader, self.kept, self.where = reader, kept, where
+        self.first, self.later = plan.pieces(reader.size if reader else kept.read_json(ANNOUNCED_NAME)["size"])
+        planned_pieces = set(self.first + self.later)
+        self.held = {}
+        for start, end, path in kept.pieces() if kept else []:
+            if (start, end) in planned_pieces:
+                self.held[start, end] = path
+            else:  # of an earlier plan: the folder keeps the plan's pieces alone
+                path.unlink()
+        self.progress = tqdm(total=sum(end - start for start, end in planned_pieces), unit="B", unit_scale=True,
+                             desc=f"Fetching parts of {reader.name if reader else where}", leave=False)
+
+    def __enter__(self) -> "ArrivingMembers":
+        return self
+
+    def __exit__(self, exc_type, *exc_info) -> None:
+        self.progress.leave = exc_type is None  # a failure says its one line with no bar above it
+        self.progress.close()
+
+    def members(self, pieces: list[tuple[int, int]], wanted: Callable[[str], bool]) -> Iterator[tuple[str, bytes | None]]:
+        """The files in `pieces` (`first` or `later`, in order), with their checked names, and the data of those
+        `wanted(name)` (None for the others), each as soon as its bytes are there. Unproven where the pieces do not
+        read as whole members, or (without a reader) the folder lacks one."""
+        starts = itertools.accumulate(start != previous_end for (start, _), (_, previous_end) in zip(pieces, [(0, None), *pieces]))
+        fetching = self.reader.in_order(self.piece, pieces) if self.reader else (self.piece(span) for span in pieces)
+        with contextlib.closing(fetching) as arriving:
+            for _, run in itertools.groupby(zip(starts, arriving), key=lambda item: item[0]):
+                yield from run_members((data for _, data in run), self.where, wanted)
+
+    def piece(self, span: tuple[int, int]) -> bytes:
+        """The bytes of a planned piece: the folder's, or fetched (and kept, for a build)."""
+        start, end = span
+        if span in self.held:
+            self.progress.update(end - start)
+            return self.held[span].read_bytes()
+        if self.reader is None:
+            raise Unproven(f"bytes {start}-{end} of the archive are not in {self.where}")
+        data = self.reader.read(start, end, progress=self.progress)
+        if self.kept:
+            self.kept.keep_piece(start, end, lambda piece: piece.write(data))
+        return data
+
+
+def run_members(chunks: Iterator[bytes], archive_name: str, wanted: Callable[[str], bool]) -> Iterator[tuple[str, bytes | None]]:
+    """The files of a run of adjoining pieces (their bytes, in order, taken as they are needed), with their checked
+    names, and the data of those `wanted(name)`; Unproven where the bytes do not read as whole members."""
+    try:
+        archive = tarfile.open(fileobj=ChunksFile(chunks), mode="r|", bufsize=1 << 20)
+        while (member := archive.next()) is not None:
+            archive.members.clear()
+            name = checked_member_name(member, archive_name)
+            if not member.isdir():
+                yield name, archive.extractfile(member).read() if wanted(name) else None
+    except tarfile.TarError as error:
+        raise Unproven(f"the fetched ranges do not read as whole members ({error})") from None
+
+
+class ChunksFile(io.RawIOBase):
+    """Chunks of bytes, taken from an iterator as they are read, as a file that tarfile reads as a stream."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self.chunks, self.chunk = chunks, memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self.chunk:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                return 0
+            self.chunk = memoryview(chunk)
+        size = min(len(buffer), len(self.chunk))
+        buffer[:size], self.chunk = self.chunk[:size], self.chunk[size:]
+        return size

@@ -126,9 +126,10 @@ def corpus_members(utterances: Iterable[Utterance], seed: int = 0, audio_first_e
 
 # Orders of an archive's members: "paired", each annotation next to its audio, group after group; "tar_cf", as
 # `tar cf` or Python's tarfile.add write a folder: Audio/json/ and Audio/wav/ each in one piece, every folder's
-# subtree in one piece, siblings in the file system's order (shuffled here); "grouped", group after group in a
-# shuffled order, each group's annotations next to its audio; "scattered", every member at a random place.
-LAYOUTS = ("paired", "tar_cf", "grouped", "scattered")
+# subtree in one piece, siblings in the file system's order (shuffled here); "tar_sorted", the same with siblings in
+# name order, as `tar --sort=name` writes them; "grouped", group after group in a shuffled order, each group's
+# annotations next to its audio; "scattered", every member at a random place.
+LAYOUTS = ("paired", "tar_cf", "tar_sorted", "grouped", "scattered")
 
 
 def layout_members(utterances: list[Utterance], layout: str, seed: int = 0) -> Iterator[tuple[str, bytes]]:
@@ -138,8 +139,10 @@ def layout_members(utterances: list[Utterance], layout: str, seed: int = 0) -> I
         return
     rng = random.Random(seed)
     parts = [("annotation", utterance) for utterance in utterances] + [("audio", utterance) for utterance in utterances]
-    if layout == "tar_cf":
-        parts = _depth_first([([kind, *utterance.file_path.split("/")], (kind, utterance)) for kind, utterance in parts], rng)
+    if layout in ("tar_cf", "tar_sorted"):
+        folders = {"annotation": "json", "audio": "wav"}
+        paths = [([folders[kind], *utterance.file_path.split("/")], (kind, utterance)) for kind, utterance in parts]
+        parts = _depth_first(paths, rng if layout == "tar_cf" else None)
     elif layout == "grouped":
         groups = sorted({utterance.group for utterance in utterances})
         rng.shuffle(groups)
@@ -152,18 +155,21 @@ def layout_members(utterances: list[Utterance], layout: str, seed: int = 0) -> I
         yield annotation_member(utterance) if kind == "annotation" else audio_member(utterance, seed)
 
 
-def _depth_first(items: list[tuple[list[str], object]], rng: random.Random) -> list:
+def _depth_first(items: list[tuple[list[str], object]], rng: random.Random | None) -> list:
     """Items keyed by their path's parts, in the order a depth-first walk of their folders gives: each folder's
-    subtree in one piece, siblings (files and folders alike) in a random order."""
-    files = [item for path, item in items if len(path) == 1]
+    subtree in one piece, siblings (files and folders alike) in a random order, or (without `rng`) by name."""
+    files = [(path[0], item) for path, item in items if len(path) == 1]
     folders: dict[str, list] = {}
     for path, item in items:
         if len(path) > 1:
             folders.setdefault(path[0], []).append((path[1:], item))
-    entries = [(None, item) for item in files] + [(folder, None) for folder in folders]
-    rng.shuffle(entries)
+    entries = [(name, None, item) for name, item in files] + [(folder, folder, None) for folder in folders]
+    if rng:
+        rng.shuffle(entries)
+    else:
+        entries.sort(key=lambda entry: entry[0])
     ordered = []
-    for folder, item in entries:
+    for _, folder, item in entries:
         ordered += [item] if folder is None else _depth_first(folders[folder], rng)
     return ordered
 

@@ -35,6 +35,8 @@ Hub does, 302 with the file's headers and a `Location` on another host (`localho
 signed for `signed_url_seconds`, which serves the bytes (`Range` included) and refuses, as signed storage does, a
 request that also carries an `Authorization` header (400), or that comes after the signature expired (403): here,
 after `signed_url_requests` requests of one URL, if set, so that a test can have it expire at a known point.
+`hold(starts)` holds every request for bytes from one of `starts` until `released` is set: a Hub whose later
+ranges are slow to come, for as long as a test needs.
 `refuse(seconds)` answers every `resolve` request for `seconds` from the first (with `ranges_only`, those with a `Range`
 header: the reads of a mirror that serves the bytes itself) 429, as the Hub does past its rate limit, with
 `Retry-After` and `RateLimit` headers that say how long is left (with `as_date`, as a proxy says it: `Retry-After`
@@ -91,6 +93,8 @@ class StandInHub:
         self.xet_damage_offset = self.size // 2
         self.body_bytes_sent = self.xorb_bytes_sent = self.bytes_sent = 0
         self.requests: list[tuple[str, str, dict]] = []
+        self.held_starts: set[int] = set()
+        self.released = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -109,6 +113,10 @@ class StandInHub:
         wait it says, if not how long is left (a limit shared with other clients can outlast what it said)."""
         self.refuse_seconds, self.refused_until = seconds, 0.0
         self.refuse_ranges_only, self.retry_after_as_date, self.told_wait = ranges_only, as_date, told
+
+    def hold(self, starts: set[int]) -> None:
+        self.held_starts = starts
+        self.released.clear()
 
     def __enter__(self) -> "StandInHub":
         self._thread.start()
@@ -374,6 +382,8 @@ def _handler_for(hub: StandInHub):
         def _file(self, revision: str | None, start: int, end: int, send_body: bool) -> None:
             """Bytes [start, end) of the file, with its headers, 206 for a `Range` request (but in "whole_file" mode)."""
             status = 206 if self.headers.get("Range") and hub.mode != "whole_file" else 200
+            if start in hub.held_starts and self.headers.get("Range"):
+                hub.released.wait()
             self.send_response(status)
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(end - start))

@@ -69,7 +69,7 @@ def test_a_split_other_than_the_expected_one_falls_back_to_the_whole_archive(tmp
         result = export_members(tmp_path, hub, tmp_path / "fewer.jsonl")
     assert result.returncode == 0, result.stderr
     [notice] = [line for line in result.stderr.splitlines() if line.startswith(FALLBACK)]
-    assert f"the {len(lines)} rows found in the fetched ranges give a manifest of sha256" in notice
+    assert f"the {len(lines)} annotations found in the fetched ranges give a manifest of sha256" in notice
     assert_exported(export_dir(tmp_path), layout_corpus)
     assert sorted(path.name for path in (export_dir(tmp_path) / "raw").iterdir()) == ["Audio.tar"]
 
@@ -100,7 +100,7 @@ def test_a_cut_off_fetch_is_resumed_with_what_it_lacks(tmp_path, layout_archive,
         kept = {path.name: (path.stat().st_ino, path.read_bytes()) for path in ranges_dir.iterdir() if path.name[0].isdigit()}
         assert kept and sorted(path.name for path in ranges_dir.iterdir() if not path.name[0].isdigit()) == ["announced.json", "plan.json"]
         # The first failure stops the fetch: the pieces still queued are not asked for, only those under way.
-        planned = {f"bytes={start}-{end - 1}" for start, end in ranged_tar.in_pieces(json.loads((ranges_dir / "plan.json").read_text()), hub.size)}
+        planned = {f"bytes={start}-{end - 1}" for start, end in ranged_tar.in_pieces(ranged_tar.FetchedRanges(ranges_dir).plan().ranges, hub.size)}
         asked = planned & set(hub.ranges_requested())
         assert len(planned) > len(kept) + 2 * ranged_tar.CONNECTIONS and len(asked) <= len(kept) + ranged_tar.CONNECTIONS
         for name, (_, data) in kept.items():  # only whole ranges are kept, under their final names
