@@ -52,7 +52,7 @@ SCAN_BYTES = 256 << 10  # a probe's first read; members of a few hundred kB are 
 # Sizes for a 7.5 GB archive, each at most a share of a smaller one (the demo's, the tests'), so that the
 # boundaries between runs there do not add up to much of it, and a fetch there is still in pieces:
 SMALL_GAP = 1 << 20, 512  # a gap between two runs this small is fetched whole rather than probed again
-PIECE_BYTES = 8 << 20, 256  # ranges are fetched and stored in pieces this large
+PIECE_BYTES = 4 << 20, 256  # ranges are fetched and stored in pieces this large
 # A stream's first pieces are smaller, each twice the one before: its first row waits for the first piece alone.
 FIRST_PIECE_BYTES = 256 << 10, 8192
 MAX_PROBES = 2000  # more, and the archive is not laid out in few runs: the whole of it is downloaded instead
@@ -723,7 +723,7 @@ def run_members(chunks: Iterator[bytes], archive_name: str, wanted: Callable[[st
     """The files of a run of adjoining pieces (their bytes, in order, taken as they are needed), with their checked
     names, and the data of those `wanted(name)`; Unproven where the bytes do not read as whole members."""
     try:
-        archive = tarfile.open(fileobj=ChunksFile(chunks), mode="r|", bufsize=1 << 20)
+        archive = tarfile.open(fileobj=ChunksFile(chunks), mode="r:")
         while (member := archive.next()) is not None:
             archive.members.clear()
             name = checked_member_name(member, archive_name)
@@ -733,21 +733,39 @@ def run_members(chunks: Iterator[bytes], archive_name: str, wanted: Callable[[st
         raise Unproven(f"the fetched ranges do not read as whole members ({error})") from None
 
 
-class ChunksFile(io.RawIOBase):
-    """Chunks of bytes, taken from an iterator as they are read, as a file that tarfile reads as a stream."""
+class ChunksFile:
+    """Chunks of bytes, taken from an iterator as they are read, as a file that tarfile reads from start to end: it
+    seeks forward only, past bytes it drops (tarfile's own stream mode copies its buffer on every header read)."""
 
     def __init__(self, chunks: Iterator[bytes]):
-        self.chunks, self.chunk = chunks, memoryview(b"")
+        self.chunks, self.chunk, self.position = chunks, memoryview(b""), 0
 
-    def readable(self) -> bool:
-        return True
+    def tell(self) -> int:
+        return self.position
 
-    def readinto(self, buffer) -> int:
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        skip = offset - self.position if whence == os.SEEK_SET else offset
+        if whence not in (os.SEEK_SET, os.SEEK_CUR) or skip < 0:
+            raise io.UnsupportedOperation("a stream of chunks seeks forward only")
+        while skip and self.next_chunk():
+            skipped = min(skip, len(self.chunk))
+            self.chunk, self.position, skip = self.chunk[skipped:], self.position + skipped, skip - skipped
+        return self.position
+
+    def read(self, size: int = -1) -> bytes:
+        parts = []
+        while size and self.next_chunk():
+            part = self.chunk if size < 0 else self.chunk[:size]
+            parts.append(part)
+            self.chunk, self.position = self.chunk[len(part):], self.position + len(part)
+            size -= len(part) if size > 0 else 0
+        return b"".join(parts)
+
+    def next_chunk(self) -> bool:
+        """Whether there is a chunk to read from, taking the next where the last is read whole."""
         while not self.chunk:
             chunk = next(self.chunks, None)
             if chunk is None:
-                return 0
+                return False
             self.chunk = memoryview(chunk)
-        size = min(len(buffer), len(self.chunk))
-        buffer[:size], self.chunk = self.chunk[:size], self.chunk[size:]
-        return size
+        return True

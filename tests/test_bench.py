@@ -47,10 +47,13 @@ def test_from_hub_on_its_own_synthetic_archive_at_a_tiny_scale(tmp_path):
     """The README's way to try the Hub path without Hub access, scaled down: it leaves nothing behind."""
     result = from_hub(tmp_path, "--synthetic-scale", "0.002")
     assert result.returncode == 0, result.stdout + result.stderr
-    table = [line.split(" | ")[:2] for line in result.stdout.splitlines() if line.startswith("| ranges") or line.startswith("| xet")]
-    assert table == [[f"| {transport}", run] for transport in ("ranges", "xet") for run in
-                     ("(a) hf_hub_download alone", "(b) (a), then the tarfile copy", "(c) export_jsonl.py",
-                      "(d) export_jsonl.py --test-members-only", "(e) load_dataset, build", "(f) load_dataset, streaming pass")]
+    table = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| ranges") or line.startswith("| xet")]
+    assert [row[:2] for row in table] == [[f"| {transport}", run] for transport in ("ranges", "xet") for run in
+                                          ("(a) hf_hub_download alone", "(b) (a), then the tarfile copy", "(c) export_jsonl.py",
+                                           "(d) export_jsonl.py --test-members-only", "(e) load_dataset, build", "(f) load_dataset, streaming pass")]
+    # The first row's seconds, for the stream alone; a peak RSS for every run.
+    assert [row[5] != "–" for row in table] == [row[1].startswith("(f)") for row in table] and all(float(row[5]) < float(row[2]) for row in table if row[1].startswith("(f)"))
+    assert all(float(row[9]) > 0 for row in table)
     assert "Xet's parallel connections against one ranged stream" in result.stdout
     assert list((tmp_path / "work").iterdir()) == []
 
