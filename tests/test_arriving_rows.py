@@ -81,10 +81,37 @@ def test_in_name_order_the_reader_fetches_a_few_pieces_ahead_of_the_rows(streame
     hub, plan, members = streamed("tar_sorted")
     later_pieces, ends = plan.pieces(hub.size)[1], wav_ends(archive_path)
     assert len(later_pieces) > 3 * ranged_tar.AHEAD
-    rows, ahead = [], []
-    for key, row in builder.arriving_rows(members, members_options(manifest_path)["expected_manifest_sha256"]):
+    rows, ahead, held = [], [], []
+    arriving = builder.arriving_rows(members, members_options(manifest_path)["expected_manifest_sha256"])
+    for key, row in arriving:
         requested = set(hub.ranges_requested())
         ahead.append(sum(f"bytes={start}-{end - 1}" in requested for start, end in later_pieces if start >= ends[key]))
+        held.append(len(arriving.gi_frame.f_locals["held"]))
         rows.append((key, row))
     assert as_expected_rows(rows) == expected_rows(layout_corpus)
     assert max(ahead) <= ranged_tar.AHEAD, ahead
+    assert max(held) == 0  # no WAV waits for its turn
+
+
+def test_where_annotations_lie_next_to_their_wavs_everything_is_fetched_first(streamed):
+    """No part of an interleaving archive is WAVs alone: the plan reads it all before the first row, not a piece per
+    WAV that a probe happened to see."""
+    _, plan, _ = streamed("paired")
+    assert plan.first and plan.later == []
+
+
+def test_in_a_shuffled_layout_a_wav_is_held_until_its_turn_only(streamed, layout_archive, layout_corpus):
+    """tar_cf's WAVs are not in name order: those that come before their turn are held until it, then let go."""
+    archive_path, manifest_path = layout_archive("tar_cf")
+    _, _, members = streamed("tar_cf")
+    test_utterances = sorted((u for u in layout_corpus if u.is_test), key=lambda u: u.sample_id)
+    ends = wav_ends(archive_path)
+    assert sorted(test_utterances, key=lambda u: ends[u.sample_id]) != test_utterances  # not in name order
+    rows, held = [], []
+    arriving = builder.arriving_rows(members, members_options(manifest_path)["expected_manifest_sha256"])
+    for position, (key, row) in enumerate(arriving):
+        held.append(set(arriving.gi_frame.f_locals["held"]))
+        assert held[-1] <= {u.file_path for u in test_utterances[position + 1:]}, key  # only WAVs whose turn is to come
+        rows.append((key, row))
+    assert as_expected_rows(rows) == expected_rows(layout_corpus)
+    assert max(map(len, held)) > 0

@@ -100,6 +100,27 @@ def test_a_test_wav_missing_from_the_ranges_is_found_at_the_end(tmp_path, layout
     assert len(list((tmp_path / "hf-home" / "datasets").rglob("*.arrow"))) == 1 and archive_downloaded(tmp_path)
 
 
+@pytest.mark.parametrize("mode", ["build", "stream"])
+def test_a_test_annotation_among_the_wavs_is_found_after_the_rows(tmp_path, layout_archive, layout_corpus, mode):
+    """A second annotation of the last test sample lies among G00015's WAVs, after the annotations proved the split:
+    the archive is inconsistent. A build turns to the whole archive, which says so as any build from it does; a
+    stream says so in one line."""
+    members = list(synthetic_archive.layout_members(layout_corpus, "tar_sorted"))
+    last = max((u for u in layout_corpus if u.is_test), key=lambda u: u.sample_id)
+    name, data = synthetic_archive.annotation_member(last)
+    g00015 = [index for index, (member_name, _) in enumerate(members) if member_name.startswith("Audio/wav/G00015/")]
+    members.insert(g00015[len(g00015) // 2], (f"Audio/wav/G00015/{name.rsplit('/', 1)[-1]}", data))
+    archive_path = synthetic_archive.write_archive(tmp_path / "Audio.tar", members)
+    with StandInHub(archive_path, redirect=True) as hub:
+        result = load_from_hub(tmp_path, hub.url, mode, members_options(layout_archive("tar_sorted")[1]))
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert result.returncode != 0, result.stderr
+    if mode == "stream":
+        assert f"ArchiveError: BAAI/Emotiontalk/Audio.tar: test annotation Audio/wav/G00015/{last.sample_id}.json lies among the WAVs" in last_line
+    else:
+        assert FALLBACK in result.stderr and f"both annotate sample {last.sample_id}; the archive is inconsistent" in result.stderr
+
+
 def test_a_stream_that_loses_the_hub_says_so_in_one_line(tmp_path, layout_archive):
     archive_path, manifest_path = layout_archive("grouped")
     with StandInHub(archive_path, redirect=True) as hub:
