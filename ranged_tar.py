@@ -724,7 +724,9 @@ def run_members(chunks: Iterator[bytes], archive_name: str, wanted: Callable[[st
     names, and the data of those `wanted(name)`; Unproven where the bytes do not read as whole members."""
     try:
         archive = tarfile.open(fileobj=ChunksFile(chunks), mode="r:")
-        while (member := archive.next()) is not None:
+        # Iterated, not walked by next(): a run that begins with the end-of-archive blocks has no first member, after
+        # which Python 3.10's next() seeks back to its start.
+        for member in archive:
             archive.members.clear()
             name = checked_member_name(member, archive_name)
             if not member.isdir():
