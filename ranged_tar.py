@@ -13,6 +13,9 @@ caller's (the loading script's `Selection` and proof).
   once into a folder, a file per piece, written under a temporary name and renamed once complete, beside the plan
   that the probes settled (written whole as soon as probing ends) and the upload they belong to: a run cut off
   leaves whole pieces only, and the next fetches only the pieces it lacks, without probing again.
+- Or they are read as they arrive (`ArrivingMembers`): the plan sets apart the runs of the kinds the caller reads
+  later (the audio), so that the rest (the annotations) can be read, and proven, first; then those runs come in
+  the archive's order, a few pieces ahead of the reader, into memory or into the folder as above.
 - The bytes are read where the server's URL redirects to (a signed storage URL, for a file in the Hub's storage):
   one request of the URL serves every range, and another is made only once the signature expires.
 - Member names are checked as a full read of the archive checks them (`checked_member_name`): an archive with a
@@ -679,10 +682,10 @@ class ArrivingMembers:
         self.reader, self.kept, self.where = reader, kept, where
         self.first, self.later = plan.pieces(reader.size if reader else kept.read_json(ANNOUNCED_NAME)["size"])
         planned_pieces = set(self.first + self.later)
-        self.held = {}
+        self.in_folder = {}
         for start, end, path in kept.pieces() if kept else []:
             if (start, end) in planned_pieces:
-                self.held[start, end] = path
+                self.in_folder[start, end] = path
             else:  # of an earlier plan: the folder keeps the plan's pieces alone
                 path.unlink()
         self.progress = tqdm(total=sum(end - start for start, end in planned_pieces), unit="B", unit_scale=True,
@@ -699,18 +702,19 @@ class ArrivingMembers:
         """The files in `pieces` (`first` or `later`, in order), with their checked names, and the data of those
         `wanted(name)` (None for the others), each as soon as its bytes are there. Unproven where the pieces do not
         read as whole members, or (without a reader) the folder lacks one."""
-        starts = itertools.accumulate(start != previous_end for (start, _), (_, previous_end) in zip(pieces, [(0, None), *pieces]))
+        # Adjoining pieces make one run, read as one stream of tar members; each piece's run, numbered:
+        runs = itertools.accumulate(start != previous_end for (start, _), (_, previous_end) in zip(pieces, [(0, None), *pieces]))
         fetching = self.reader.in_order(self.piece, pieces) if self.reader else (self.piece(span) for span in pieces)
         with contextlib.closing(fetching) as arriving:
-            for _, run in itertools.groupby(zip(starts, arriving), key=lambda item: item[0]):
+            for _, run in itertools.groupby(zip(runs, arriving), key=lambda item: item[0]):
                 yield from run_members((data for _, data in run), self.where, wanted)
 
     def piece(self, span: tuple[int, int]) -> bytes:
         """The bytes of a planned piece: the folder's, or fetched (and kept, for a build)."""
         start, end = span
-        if span in self.held:
+        if span in self.in_folder:
             self.progress.update(end - start)
-            return self.held[span].read_bytes()
+            return self.in_folder[span].read_bytes()
         if self.reader is None:
             raise Unproven(f"bytes {start}-{end} of the archive are not in {self.where}")
         data = self.reader.read(start, end, progress=self.progress)
