@@ -33,7 +33,7 @@ import huggingface_hub
 from datasets.utils import tqdm
 
 from .h2t_manifest import H2T_MANIFEST_SHA256, manifest_line
-from .hub_archive import ARCHIVE_NAME, HOMEPAGE, LOCAL_COPY_HINT, REPO_ID, SHA256_HEX, ArchiveError, archive_url, download_archive, hub_answer, hub_file_metadata, offline_message, raise_hub_error, unreached_line
+from .hub_archive import ARCHIVE_NAME, HOMEPAGE, LOCAL_COPY_HINT, REPO_ID, SHA256_HEX, ArchiveError, HubUnreachable, archive_url, download_archive, hub_answer, hub_file_metadata, offline_message, raise_hub_error, unreached_line
 from .ranged_tar import ArchiveLayout, ArrivingMembers, FetchedRanges, RangeFiles, RangeReader, Selection, Unproven, checked_member_name, fetch_ranges, planned
 
 _CITATION = """\
@@ -84,13 +84,13 @@ class EmotionTalkConfig(datasets.BuilderConfig):
 @dataclasses.dataclass
 class _HubArchive:
     """Audio.tar on the Hub, as a build or a stream reaches it: `announced`, what the Hub answered (None where it
-    was offline, or out of reach: `unreached`); for a build, `force` to fetch anew, and `ranges_dir`, where the
-    test ranges are kept, in `ranges_root`."""
+    was offline, or out of reach: then `unreached` says why, as hub_answer gives it); for a build, `force` to fetch
+    anew, and `ranges_dir`, where the test ranges are kept, in `ranges_root`."""
 
     revision: str
     token: Optional[str]
     announced: Optional[huggingface_hub.HfFileMetadata]
-    unreached: bool = False
+    unreached: Optional[HubUnreachable] = None
     force: bool = False
     ranges_root: Optional[Path] = None
     ranges_dir: Optional[Path] = None
@@ -288,8 +288,8 @@ class SplitIndex:
                     f"sample {sample_id}; the archive is inconsistent, download it again"
                 )
             self.annotations[sample_id] = annotation
-        elif test_audio_path(name) is not None:
-            self.audio_members[test_audio_path(name)] = location
+        elif (file_path := test_audio_path(name)) is not None:
+            self.audio_members[file_path] = location
 
     def check_not_empty(self) -> None:
         if not self.annotations:
@@ -483,14 +483,12 @@ _TEST_MEMBERS = Selection(member_kind, _TEST_GROUPS, ("annotation",), later=("au
 
 def fetch_test_members(
     ranges_dir: Path, revision: str, token: Optional[str] = None, force: bool = False, local_copy_hint: str = LOCAL_COPY_HINT,
-    announced: Optional[huggingface_hub.HfFileMetadata] = None,
 ) -> None:
     """Fetch into `ranges_dir` the byte ranges of Audio.tar on the Hub that hold the test split's members, as far as
-    the archive's layout shows them (ranged_tar.fetch_ranges); Unproven where it does not show them in few ranges.
-    `announced`: what the Hub announced for it, if the caller asked already (each `resolve` request counts)."""
+    the archive's layout shows them (ranged_tar.fetch_ranges); Unproven where it does not show them in few ranges."""
     if huggingface_hub.constants.HF_HUB_OFFLINE:
         raise ArchiveError(offline_message(local_copy_hint))
-    with hub_range_reader(revision, token, local_copy_hint, announced=announced) as reader:
+    with hub_range_reader(revision, token, local_copy_hint) as reader:
         fetch_ranges(ranges_dir, reader, _TEST_MEMBERS, force)
 
 
@@ -534,8 +532,8 @@ def arriving_rows(members: ArrivingMembers, expected_sha256: str) -> Iterator[Tu
         return name.endswith(".json") or test_audio_path(name) is not None
 
     for name, data in members.members(members.first, wanted):
-        if test_audio_path(name) is not None:
-            held[test_audio_path(name)] = data
+        if (file_path := test_audio_path(name)) is not None:
+            held[file_path] = data
         else:
             split.add(name, None, lambda: data)
     split.check_not_empty()
@@ -556,8 +554,8 @@ def arriving_rows(members: ArrivingMembers, expected_sha256: str) -> Iterator[Tu
     yield from due()
     try:
         for name, data in members.members(members.later, wanted):
-            if test_audio_path(name) in file_paths:
-                held[test_audio_path(name)] = data
+            if (file_path := test_audio_path(name)) in file_paths:
+                held[file_path] = data
                 yield from due()
             elif name.endswith(".json") and parse_annotation(data, name, members.where) is not None:
                 raise Unproven(f"test annotation {name} lies among the WAVs, apart from the others")

@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="put the runs' outputs in a new folder inside this one")
     parser.add_argument("--transports", nargs="+", choices=TRANSPORTS, default=TRANSPORTS, help="(default: both)")
     parser.add_argument("--runs", nargs="+", choices=RUN_NAMES, default=list(RUN_NAMES),
-                        help="which runs (default: all; the ratios need `download`, and `pipeline`'s column that run)")
+                        help="which runs (default: all); a ratio needs its baseline, download or pipeline, among them")
     parser.add_argument("--expected-manifest", type=Path, help="for (d): the manifest a full export of the archive gives")
     parser.add_argument("--child", nargs=4, metavar=("KIND", "OUT", "IO_REPORT", "MANIFEST"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
