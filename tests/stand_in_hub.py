@@ -35,8 +35,10 @@ Hub does, 302 with the file's headers and a `Location` on another host (`localho
 signed for `signed_url_seconds`, which serves the bytes (`Range` included) and refuses, as signed storage does, a
 request that also carries an `Authorization` header (400), or that comes after the signature expired (403): here,
 after `signed_url_requests` requests of one URL, if set, so that a test can have it expire at a known point.
-`hold(starts)` holds every request for bytes from one of `starts` until `released` is set: a Hub whose later
-ranges are slow to come, for as long as a test needs.
+`hold(starts, xorbs, after)` holds, until `released` is set, every request for bytes from one of `starts`, every
+request for one of the xorbs numbered in `xorbs`, and, with `after`, every byte of data past the first `after`
+sent: a Hub whose later bytes are slow to come, for as long as a test needs (a download stopped at a known point,
+however busy the machine).
 `refuse(seconds)` answers every `resolve` request for `seconds` from the first (with `ranges_only`, those with a `Range`
 header: the reads of a mirror that serves the bytes itself) 429, as the Hub does past its rate limit, with
 `Retry-After` and `RateLimit` headers that say how long is left (with `as_date`, as a proxy says it: `Retry-After`
@@ -94,6 +96,8 @@ class StandInHub:
         self.body_bytes_sent = self.xorb_bytes_sent = self.bytes_sent = 0
         self.requests: list[tuple[str, str, dict]] = []
         self.held_starts: set[int] = set()
+        self.held_xorbs: set[int] = set()
+        self.held_after: int | None = None
         self.released = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -114,8 +118,8 @@ class StandInHub:
         self.refuse_seconds, self.refused_until = seconds, 0.0
         self.refuse_ranges_only, self.retry_after_as_date, self.told_wait = ranges_only, as_date, told
 
-    def hold(self, starts: set[int]) -> None:
-        self.held_starts = starts
+    def hold(self, starts: set[int] = frozenset(), xorbs: set[int] = frozenset(), after: int | None = None) -> None:
+        self.held_starts, self.held_xorbs, self.held_after = starts, xorbs, after
         self.released.clear()
 
     def __enter__(self) -> "StandInHub":
@@ -123,6 +127,7 @@ class StandInHub:
         return self
 
     def __exit__(self, *exc_info) -> None:
+        self.released.set()
         self._server.shutdown()
         self._server.server_close()
         os.close(self._fd)
@@ -420,6 +425,8 @@ def _handler_for(hub: StandInHub):
             self.connection_bytes += sent
             with hub._lock:
                 hub.bytes_sent += sent
+            if hub.held_after is not None and hub.bytes_sent >= hub.held_after:
+                hub.released.wait()
             if hub.rate_limit:
                 ahead = self.connection_bytes / hub.rate_limit - (time.monotonic() - self.connection_started)
                 if ahead > 0:
@@ -467,6 +474,8 @@ def _handler_for(hub: StandInHub):
                 self._error(403, None, "the Range header is not the signed range")
                 return
             xorb = hub.xorb_hashes.index(match.group(1))
+            if xorb in hub.held_xorbs:
+                hub.released.wait()
             stride = XET_CHUNK_HEADER_BYTES + XET_CHUNK_BYTES
             chunks = min(hub.chunks_per_xorb, hub.chunk_count - xorb * hub.chunks_per_xorb)
             xorb_size = chunks * XET_CHUNK_HEADER_BYTES + sum(

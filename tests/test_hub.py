@@ -374,18 +374,19 @@ def ctrl_c_once(tmp_path, hub, ready, **env_options):
 def test_ctrl_c_during_a_download_says_what_is_kept_and_the_next_run_resumes(tmp_path, large_archive):
     archive_path, corpus = large_archive
     partial = tmp_path / "h2t" / "emotiontalk" / "raw" / ".Audio.tar.incomplete"
-    with StandInHub(archive_path, rate_limit=4e6) as hub:
-        # 9.5 MB sent, less than huggingface_hub's chunk of 10 MiB: what was received must be kept all the same
+    with StandInHub(archive_path) as hub:
+        # 9 MiB sent, less than huggingface_hub's chunk of 10 MiB: what was received must be kept all the same
         # (all but what socket buffers still hold, a few MB at most).
-        status, stderr = ctrl_c_once(tmp_path, hub, lambda: hub.bytes_sent >= 9_500_000, HF_HUB_DISABLE_XET="1")
+        hub.hold(after=9 << 20)
+        status, stderr = ctrl_c_once(tmp_path, hub, lambda: hub.bytes_sent >= 9 << 20, HF_HUB_DISABLE_XET="1")
         assert status == 130, stderr
         kept = partial.stat().st_size
         assert kept > 1_000_000
         assert stderr.strip().splitlines()[-1] == (
             f"export_jsonl.py: interrupted; nothing was left half-written; what was downloaded so far ({kept / 1e6:.1f} MB) is kept "
             f"in {partial.parent} for the next run to resume from; run the same command again to finish")
+        hub.released.set()
         hub.requests.clear()
-        hub.rate_limit = None
         result = export_from_hub(tmp_path, hub.url, HF_HUB_DISABLE_XET="1")
         assert result.returncode == 0, result.stderr
         assert hub.ranges_requested() == [f"bytes={kept}-"]
@@ -574,7 +575,8 @@ def test_the_ctrl_c_line_counts_only_the_download_it_resumes(tmp_path, large_arc
     (raw_dir / "Audio.tar.ranges").mkdir(parents=True)
     (raw_dir / "Audio.tar.ranges" / "0000000000000-0000003000000").write_bytes(bytes(3_000_000))
     partial = raw_dir / ".Audio.tar.incomplete"
-    with StandInHub(archive_path, rate_limit=4e6) as hub:
+    with StandInHub(archive_path) as hub:
+        hub.hold(after=4 << 20)
         status, stderr = ctrl_c_once(tmp_path, hub, lambda: partial.is_file() and partial.stat().st_size > 2_000_000,
                                      HF_HUB_DISABLE_XET="1")
     assert status == 130, stderr
