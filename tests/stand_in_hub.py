@@ -36,9 +36,9 @@ signed for `signed_url_seconds`, which serves the bytes (`Range` included) and r
 request that also carries an `Authorization` header (400), or that comes after the signature expired (403): here,
 after `signed_url_requests` requests of one URL, if set, so that a test can have it expire at a known point.
 `hold(starts, xorbs, after)` holds, until `released` is set, every request for bytes from one of `starts`, every
-request for one of the xorbs numbered in `xorbs`, and, with `after`, every byte of data past the first `after`
-sent: a Hub whose later bytes are slow to come, for as long as a test needs (a download stopped at a known point,
-however busy the machine).
+request for one of the xorbs numbered in `xorbs`, and, with `after`, all data once `after` bytes of it were sent
+(counted in pieces of `SEND_PIECE_BYTES`): a Hub whose later bytes are slow to come, for as long as a test needs (a
+download stopped at a known point, however busy the machine).
 `refuse(seconds)` answers every `resolve` request for `seconds` from the first (with `ranges_only`, those with a `Range`
 header: the reads of a mirror that serves the bytes itself) 429, as the Hub does past its rate limit, with
 `Retry-After` and `RateLimit` headers that say how long is left (with `as_date`, as a proxy says it: `Retry-After`
