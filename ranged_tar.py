@@ -179,19 +179,22 @@ def checked_member_name(member: tarfile.TarInfo, archive_name: str) -> str:
     raise ArchiveError(f"{archive_name}: member {member.name} {problem}; refusing the archive, download it again")
 
 
-def region_members(files: RangeFiles, start: int, end: int) -> Iterator[tarfile.TarInfo]:
-    """The files whose headers begin a region of the fetched ranges, in order, with their names checked as a full
-    read checks them; Unproven where the bytes do not read as whole members."""
+def checked_files(archive_file: BinaryIO, archive_name: str, what: str,
+                  wanted: Callable[[str], bool] = lambda name: False) -> Iterator[tuple[tarfile.TarInfo, bytes | None]]:
+    """The files of a tar stream read from its start (`what` it is, for the error), in order, with their names
+    checked as a full read checks them, and the data of those `wanted(name)` (None for the others); Unproven where
+    the bytes do not read as whole members."""
     try:
-        # Buffered: tarfile reads each header by itself, and the annotations lie in thousands of small members.
-        archive = tarfile.open(fileobj=io.BufferedReader(RegionFile(files, start, end), 1 << 20), mode="r:")
-        while (member := archive.next()) is not None:
+        archive = tarfile.open(fileobj=archive_file, mode="r:")
+        # Iterated, not walked by next(): a stream that begins with the end-of-archive blocks has no first member,
+        # after which Python 3.10's next() seeks back to its start.
+        for member in archive:
             archive.members.clear()
-            member.name = checked_member_name(member, files.where)
+            member.name = checked_member_name(member, archive_name)
             if not member.isdir():
-                yield member
-    except tarfile.TarError as error:  # ranges that do not begin at a header; a member the builder refuses is refused here too
-        raise Unproven(f"bytes {start}-{end} of the fetched ranges do not read as whole members ({error})") from None
+                yield member, archive.extractfile(member).read() if wanted(member.name) else None
+    except tarfile.TarError as error:  # bytes that do not begin at a header; a member the builder refuses is refused here too
+        raise Unproven(f"{what} do not read as whole members ({error})") from None
 
 
 class RangeReader:
@@ -598,10 +601,10 @@ def subtract(ranges: list[tuple[int, int]], held: list[tuple[int, int]]) -> list
 
 
 class RangeFiles:
-    """Pieces of the archive, (start, end, file or bytes), as one sparse view of it: bytes at archive offsets, from
-    whichever pieces hold them, and the members that begin each region the pieces cover. `where` names them."""
+    """Pieces of the archive, (start, end, file), as one sparse view of it: bytes at archive offsets, from whichever
+    pieces hold them, and the members that begin each region the pieces cover. `where` names them."""
 
-    def __init__(self, pieces: list[tuple[int, int, Path | bytes]], where: str):
+    def __init__(self, pieces: list[tuple[int, int, Path]], where: str):
         self.pieces, self.where = sorted(pieces, key=lambda piece: piece[:2]), where
         self.starts = [start for start, _, _ in self.pieces]
         self.files: dict[Path, BinaryIO] = {}
@@ -622,7 +625,9 @@ class RangeFiles:
         for start, end in self.regions():
             if not self.read(start, BLOCK).strip(b"\0"):
                 continue  # the end-of-archive blocks, fetched with the last gap: no member
-            for member in region_members(self, start, end):
+            # Buffered: tarfile reads each header by itself, and the annotations lie in thousands of small members.
+            region = io.BufferedReader(RegionFile(self, start, end), 1 << 20)
+            for member, _ in checked_files(region, self.where, f"bytes {start}-{end} of the fetched ranges"):
                 yield member.name, (start + member.offset_data, member.size)
 
     def read(self, offset: int, size: int) -> bytes:
@@ -633,12 +638,9 @@ class RangeFiles:
                 continue
             if start > position or position >= end:
                 break
-            if isinstance(piece, bytes):
-                chunks.append(piece[position - start : min(stop, end) - start])
-            else:
-                file = self.files.get(piece) or self.files.setdefault(piece, open(piece, "rb"))
-                file.seek(position - start)
-                chunks.append(file.read(min(stop, end) - position))
+            file = self.files.get(piece) or self.files.setdefault(piece, open(piece, "rb"))
+            file.seek(position - start)
+            chunks.append(file.read(min(stop, end) - position))
             position = min(stop, end)
         if position < end:
             raise ArchiveError(f"bytes {position}-{end} of the archive are not in {self.where}")
@@ -707,7 +709,8 @@ class ArrivingMembers:
         fetching = self.reader.in_order(self.piece, pieces) if self.reader else (self.piece(span) for span in pieces)
         with contextlib.closing(fetching) as arriving:
             for _, run in itertools.groupby(zip(runs, arriving), key=lambda item: item[0]):
-                yield from run_members((data for _, data in run), self.where, wanted)
+                for member, data in checked_files(ChunksFile(data for _, data in run), self.where, "the fetched ranges", wanted):
+                    yield member.name, data
 
     def piece(self, span: tuple[int, int]) -> bytes:
         """The bytes of a planned piece: the folder's, or fetched (and kept, for a build)."""
@@ -721,22 +724,6 @@ class ArrivingMembers:
         if self.kept:
             self.kept.keep_piece(start, end, lambda piece: piece.write(data))
         return data
-
-
-def run_members(chunks: Iterator[bytes], archive_name: str, wanted: Callable[[str], bool]) -> Iterator[tuple[str, bytes | None]]:
-    """The files of a run of adjoining pieces (their bytes, in order, taken as they are needed), with their checked
-    names, and the data of those `wanted(name)`; Unproven where the bytes do not read as whole members."""
-    try:
-        archive = tarfile.open(fileobj=ChunksFile(chunks), mode="r:")
-        # Iterated, not walked by next(): a run that begins with the end-of-archive blocks has no first member, after
-        # which Python 3.10's next() seeks back to its start.
-        for member in archive:
-            archive.members.clear()
-            name = checked_member_name(member, archive_name)
-            if not member.isdir():
-                yield name, archive.extractfile(member).read() if wanted(name) else None
-    except tarfile.TarError as error:
-        raise Unproven(f"the fetched ranges do not read as whole members ({error})") from None
 
 
 class ChunksFile:

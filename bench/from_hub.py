@@ -43,9 +43,9 @@ import argparse
 import atexit
 import hashlib
 import os
+import resource
 import runpy
 import shutil
-import resource
 import statistics
 import subprocess
 import sys

@@ -40,9 +40,9 @@ def archive_downloaded(tmp_path):
 @pytest.mark.parametrize("layout", ["tar_cf", "tar_sorted", "grouped", "paired", "scattered"])
 def test_a_build_or_a_stream_fetches_only_the_test_members(tmp_path, layout_archive, layout_corpus, layout, mode):
     """The same rows in the same order as from the whole archive, whether the WAVs lie in name order (tar_sorted) or
-    not (tar_cf); a stream keeps its ranges in memory, and writes
-    nothing to disk (the cache holds the script's module copy alone). Members scattered at random cannot be proven
-    found in few ranges: the whole archive is read instead, and the rows are the same."""
+    not (tar_cf); a stream keeps its ranges in memory, and writes nothing to disk (the cache holds the script's
+    module copy alone). Members scattered at random cannot be proven found in few ranges: the whole archive is read
+    instead, and the rows are the same."""
     archive_path, manifest_path = layout_archive(layout)
     with StandInHub(archive_path, redirect=True) as hub:
         result = load_from_hub(tmp_path, hub.url, mode, members_options(manifest_path))
