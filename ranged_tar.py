@@ -709,7 +709,7 @@ class ArrivingMembers:
         fetching = self.reader.in_order(self.piece, pieces) if self.reader else (self.piece(span) for span in pieces)
         with contextlib.closing(fetching) as arriving:
             for _, run in itertools.groupby(zip(runs, arriving), key=lambda item: item[0]):
-                for member, data in checked_files(ChunksFile(data for _, data in run), self.where, "the fetched ranges", wanted):
+                for member, data in checked_files(ChunksFile(data for _, data in run), self.where, f"the fetched ranges ({self.where})", wanted):
                     yield member.name, data
 
     def piece(self, span: tuple[int, int]) -> bytes:

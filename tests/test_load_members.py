@@ -213,14 +213,21 @@ def test_without_the_hub_a_build_uses_the_ranges_an_earlier_build_proved(tmp_pat
     assert all("the test ranges of Audio.tar that an earlier build of revision 'main' fetched and proved" in line for line in reached_line)
     other_revision = load_from_hub(tmp_path, "http://127.0.0.1:9", "build", {**options, "archive_revision": "v2"}, HF_HUB_OFFLINE="1")
     assert other_revision.returncode != 0 and "HF_HUB_OFFLINE is set and BAAI/Emotiontalk/Audio.tar is not downloaded yet" in other_revision.stderr
-    if how == "offline":  # a piece of them lost: said, and the whole archive looked for instead (not in the cache here)
-        [ranges_dir] = ranges_dirs(tmp_path)
-        max(path for path in ranges_dir.iterdir() if path.name[0].isdigit()).unlink()
-        drop_the_arrow_cache(tmp_path / "hf-home" / "datasets")
-        lost = load_from_hub(tmp_path, "http://127.0.0.1:9", "build", options, HF_HUB_OFFLINE="1")
-        assert lost.returncode != 0 and "HF_HUB_OFFLINE is set and BAAI/Emotiontalk/Audio.tar is not downloaded yet" in lost.stderr
-        [warning] = [line for line in lost.stderr.splitlines() if FALLBACK in line]
-        assert f"of the archive are not in {ranges_dir}" in warning and ranges_dirs(tmp_path) == [ranges_dir]
+    if how == "offline":  # a piece of them damaged, then one lost: each said, and the whole archive looked for
+        [ranges_dir] = ranges_dirs(tmp_path)  # instead (not in the cache here); the folder is left as it is
+        first_piece = min(path for path in ranges_dir.iterdir() if path.name[0].isdigit())
+        intact = first_piece.read_bytes()
+        first_piece.write_bytes(b"x" * 512 + intact[512:])
+        for damage, said in [("damaged", "do not read as whole members (invalid header)"), ("lost", "of the archive are not in")]:
+            if damage == "lost":
+                first_piece.write_bytes(intact)
+                max(path for path in ranges_dir.iterdir() if path.name[0].isdigit()).unlink()
+            drop_the_arrow_cache(tmp_path / "hf-home" / "datasets")
+            result = load_from_hub(tmp_path, "http://127.0.0.1:9", "build", options, HF_HUB_OFFLINE="1")
+            assert result.returncode != 0 and "HF_HUB_OFFLINE is set and BAAI/Emotiontalk/Audio.tar is not downloaded yet" in result.stderr
+            [warning] = [line for line in result.stderr.splitlines() if FALLBACK in line]
+            assert said in warning and str(ranges_dir) in warning and ranges_dirs(tmp_path) == [ranges_dir], warning
+        assert first_piece.read_bytes() == intact
 
 
 @pytest.mark.parametrize("how", ["offline", "out_of_reach"])
